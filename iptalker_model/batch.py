@@ -1,0 +1,50 @@
+"""The training-window contract between the shard loader (pipelines) and the model's losses.
+
+One source of truth for the keys and shapes a training batch carries. The loader builds these
+from one curated clip; the model package consumes them without knowing where they came from.
+
+Shapes (B batch, T consecutive target frames = ``ModelConfig.sync_frames``, K references,
+S = ``ModelConfig.image_size``, A = Whisper rows per frame window = 2 * (2 * audio_context + 1),
+D = Whisper feature width):
+
+  frames          float32 [B, T, 3, S, S] in [-1, 1]   aligned ground-truth target frames
+  references      float32 [B, K, 3, S, S] in [-1, 1]   same clip, frames outside the target window
+  audio           float32 [B, T, A, D]                 Whisper rows centred on each target frame
+  sync_audio      float32 [B, 2T, D]                   Whisper rows covering the target window
+  sync_audio_off  float32 [B, 2T, D]                   rows of a window >= T frames away (negative)
+
+The masked source is not in the batch: the model masks ``frames`` itself (``ModelConfig`` owns
+the mask geometry), so loader and model cannot disagree about which pixels are hidden.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import torch
+
+BATCH_KEYS = ("frames", "references", "audio", "sync_audio", "sync_audio_off")
+
+
+class TrainingWindow(TypedDict):
+    frames: torch.Tensor
+    references: torch.Tensor
+    audio: torch.Tensor
+    sync_audio: torch.Tensor
+    sync_audio_off: torch.Tensor
+
+
+def check_batch(batch: dict) -> None:
+    """Raise ValueError naming the first key whose rank or batch size breaks the contract."""
+    ranks = {"frames": 5, "references": 5, "audio": 4, "sync_audio": 3, "sync_audio_off": 3}
+    missing = [k for k in BATCH_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"batch is missing keys {missing}")
+    b = batch["frames"].shape[0]
+    for key, rank in ranks.items():
+        t = batch[key]
+        if t.dim() != rank or t.shape[0] != b:
+            raise ValueError(f"batch[{key!r}] has shape {tuple(t.shape)}; expected rank {rank}, B={b}")
+    t_frames = batch["frames"].shape[1]
+    if batch["audio"].shape[1] != t_frames or batch["sync_audio"].shape[1] != 2 * t_frames:
+        raise ValueError("audio windows do not match the number of target frames")
