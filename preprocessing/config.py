@@ -1,0 +1,83 @@
+"""Plain dataclass configs for the per-video preprocessing primitives.
+
+Only simple types (int/float/str/bool/None/tuple/nested dataclass) so the YAML settings loader
+(`preprocess:` section of configs/local.yaml) can build them field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MediaConfig:
+    fps: float = 25.0  # every clip is resampled to this rate (index mapping, no re-encode)
+    sample_rate: int = 16000
+    batch_size: int = 32  # decoded frames held per batch: bounds memory on 4K inputs
+    max_side: int = 1280  # decode downscale: longest side in pixels (None keeps the source)
+    num_threads: int = 0  # decord threads, 0 = decord's default
+
+
+@dataclass
+class FaceConfig:
+    detect_every: int = 10  # run the (slow) detector on every N-th frame; landmarks on all
+    detect_max_side: int = 480  # detector input is downscaled to this longest side
+    upsample: int = 0  # dlib HOG upsampling (0 finds faces >= ~80 px on the detector input)
+    min_score: float = 0.0  # HOG score threshold for a box to count as a face
+    landmark_max_side: int = 720  # landmarks are predicted on a frame no larger than this
+    smooth_sigma: float = 0.8  # Gaussian smoothing of landmarks over time, in frames (0 = off)
+    max_jump: float = 0.5  # a keyframe box further than this x face size from the track restarts it
+
+
+@dataclass
+class AlignConfig:
+    size: int = 256  # aligned crop side
+    template_scale: float = 0.75  # face size in the crop (1.0 = ArcFace-tight)
+    template_shift_y: float = -0.07  # move the face up so the chin stays inside the crop
+    smooth_sigma: float = 2.0  # Gaussian smoothing of the similarity parameters, in frames
+    interpolation: str = "cubic"  # "linear" | "cubic" | "lanczos"
+    mask_top: float = 0.56  # lower-face mask: top edge (fraction of crop height)
+    mask_feather: float = 0.06  # feather width (fraction of crop side)
+
+
+@dataclass
+class WhisperConfig:
+    checkpoint: str | None = None  # path/URI of an openai-whisper .pt; None = random init (tests)
+    model_name: str = "tiny"  # architecture used for the random-init fallback
+    device: str = "cpu"
+    seed: int = 0
+    context_s: float = 2.0  # overlap each side of a 30 s window when stitching long audio
+
+
+@dataclass
+class FilterConfig:
+    min_duration_s: float = 1.0
+    max_duration_s: float | None = None
+    min_fps: float = 15.0
+    max_fps: float = 120.0
+    min_side: int = 128  # shorter video side in pixels
+    max_pixels: int | None = None  # reject above this many pixels per frame (None = accept 4K+)
+    min_face_size: float = 64.0  # inter-ocular x 2.5 ~ face width, source pixels
+    min_blur: float = 20.0  # variance of Laplacian on the mouth region of the crops
+    min_audio_rms_db: float = -50.0  # clip audio below this is "silent"
+    scene_threshold: float = 30.0  # mean abs diff (0-255) on small gray frames that marks a cut
+    syncnet_checkpoint: str | None = None  # A/V sync filter runs only when this is set
+    min_sync_confidence: float = 1.5
+    max_sync_offset: int = 3  # |offset| in frames
+
+
+@dataclass
+class ClipConfig:
+    min_frames: int = 25  # 1 s at 25 fps
+    max_frames: int = 125  # 5 s: also the in-memory segment length
+    min_face_fraction: float = 0.9  # frames of a clip that must have a tracked face
+
+
+@dataclass
+class PreprocessConfig:
+    media: MediaConfig = field(default_factory=MediaConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    clips: ClipConfig = field(default_factory=ClipConfig)
