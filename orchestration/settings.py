@@ -1,0 +1,214 @@
+"""Typed settings: YAML files -> validated dataclasses, with ``--set a.b.c=value`` overrides.
+
+The single source of truth for every job's configuration. Each section's dataclass lives next
+to the code it configures (``StorageConfig`` in ``pipelines.storage`` ...); this module only
+composes and validates them. Precedence, lowest first: dataclass defaults, the embedded
+``configs/local.yaml``, each ``--config`` file in order, each ``--set`` override in order.
+Errors name the dotted key and the value received, and are ``ConfigError`` (a ``UserError``):
+the CLI prints them as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from pipelines.errors import UserError
+from pipelines.storage import StorageConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_FILE = CONFIG_DIR / "local.yaml"
+
+
+class ConfigError(UserError):
+    pass
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: start Ray in-process; "auto" or host:port: join a cluster
+    num_cpus: int | None = None  # local Ray only
+    temp_dir: str | None = None  # local Ray only; keep Ray's files out of the shared /tmp/ray
+
+
+@dataclass
+class Settings:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load_settings(
+    config_files: list[str | Path] | None = None,
+    overrides: list[str] | None = None,
+    *,
+    use_default_file: bool = True,
+) -> Settings:
+    """Merge YAML files and ``key=value`` overrides into a validated ``Settings``."""
+    data: dict[str, Any] = {}
+    files = ([DEFAULT_FILE] if use_default_file and DEFAULT_FILE.exists() else []) + list(config_files or [])
+    for f in files:
+        _deep_merge(data, _read_yaml(Path(f)))
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        _set_dotted(data, key, value)
+    return build(Settings, data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not key=value (e.g. --set curate.workers=4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML: take the text as a string
+    return key.strip(), value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        child = node.get(p)
+        if not isinstance(child, dict):
+            child = {}
+            node[p] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def build(cls: type, data: dict[str, Any] | None, where: str = "", base: Any = None) -> Any:
+    """Build dataclass ``cls`` from ``data``: unknown keys and wrong types raise ConfigError.
+
+    A dataclass with a ``preset(name)`` classmethod accepts a ``preset`` key that selects the
+    starting values (``model: {preset: paper, image_size: 128}``).
+    """
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config section {where or '<root>'!r} must be a mapping, got {data!r}")
+    data = dict(data or {})
+    base = base if base is not None else cls()
+    if "preset" in data and hasattr(cls, "preset"):
+        name = data.pop("preset")
+        try:
+            base = cls.preset(name)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"{_dotted(where, 'preset')}: unknown preset {name!r} ({e})") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = _first_leaf(_dotted(where, unknown[0]), data[unknown[0]])
+        raise ConfigError(f"unknown config key {key!r} (valid keys here: {', '.join(sorted(fields)) or 'none'})")
+    values = {}
+    for name, raw in data.items():
+        values[name] = _validate(hints[name], raw, _dotted(where, name), getattr(base, name))
+    try:
+        return dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as e:  # a dataclass __post_init__ may reject combinations
+        raise ConfigError(f"config section {where or '<root>'!r}: {e}") from None
+
+
+def _validate(tp: Any, raw: Any, key: str, current: Any) -> Any:
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {raw!r}")
+        return build(tp, raw, key, base=current if isinstance(current, tp) else None)
+    try:
+        return _adapter(tp).validate_python(raw)
+    except pydantic.ValidationError as e:
+        want = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        detail = e.errors()[0]["msg"] if e.errors() else str(e)
+        raise ConfigError(f"{key}: expected {want}, got {raw!r} ({detail})") from None
+
+
+@functools.cache
+def _adapter(tp: Any) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(tp)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _first_leaf(key: str, value: Any) -> str:
+    """``nonsense.key`` rather than ``nonsense`` when a whole unknown subtree was given."""
+    while isinstance(value, dict) and value:
+        name, value = next(iter(value.items()))
+        key = f"{key}.{name}"
+    return key
+
+
+def _dotted(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def to_dict(settings: Any, *, public: bool = True) -> dict[str, Any]:
+    """Plain dict of the resolved settings; ``public`` drops credentials (safe to log/print)."""
+    out = dataclasses.asdict(settings)
+    if public:
+        for section in out.values():
+            if isinstance(section, dict):
+                for k in [k for k in section if _is_secret(k)]:
+                    section[k] = "***" if section[k] else None
+    return out
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in ("secret", "password", "token")) or key.lower().endswith("_key")
+
+
+def dump_yaml(settings: Any) -> str:
+    return yaml.safe_dump(_plain(to_dict(settings)), sort_keys=False)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
