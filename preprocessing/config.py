@@ -21,12 +21,12 @@ class MediaConfig:
 @dataclass
 class FaceConfig:
     detect_every: int = 10  # run the (slow) detector on every N-th frame; landmarks on all
-    detect_max_side: int = 480  # detector input is downscaled to this longest side
+    detect_max_side: int = 640  # detector input is downscaled to this longest side:
+    # HOG finds faces >= ~80 px there, i.e. >= 160 px on a 1280 px frame
     upsample: int = 0  # dlib HOG upsampling (0 finds faces >= ~80 px on the detector input)
     min_score: float = 0.0  # HOG score threshold for a box to count as a face
-    landmark_max_side: int = 720  # landmarks are predicted on a frame no larger than this
+    max_missed_keyframes: int = 2  # a tracked face survives this many keyframes the detector misses
     smooth_sigma: float = 0.8  # Gaussian smoothing of landmarks over time, in frames (0 = off)
-    max_jump: float = 0.5  # a keyframe box further than this x face size from the track restarts it
 
 
 @dataclass
@@ -36,8 +36,8 @@ class AlignConfig:
     template_shift_y: float = -0.07  # move the face up so the chin stays inside the crop
     smooth_sigma: float = 2.0  # Gaussian smoothing of the similarity parameters, in frames
     interpolation: str = "cubic"  # "linear" | "cubic" | "lanczos"
-    mask_top: float = 0.56  # lower-face mask: top edge (fraction of crop height)
-    mask_feather: float = 0.06  # feather width (fraction of crop side)
+    mask_top: float = 0.5  # lower-face mask: top edge (fraction of crop height)
+    mask_feather: float = 0.04  # feather width (fraction of crop side)
 
 
 @dataclass
