@@ -39,7 +39,7 @@ def _audio_pcm(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [N], got shape {audio.shape}")
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")  # readers divide by 32768
 
 
 def _temp_path(out_path: Path) -> Path:
