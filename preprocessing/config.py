@@ -46,7 +46,7 @@ class WhisperConfig:
     model_name: str = "tiny"  # architecture used for the random-init fallback
     device: str = "cpu"
     seed: int = 0
-    context_s: float = 2.0  # overlap each side of a 30 s window when stitching long audio
+    overlap_s: float = 4.0  # long audio: 30 s windows overlap this much and are crossfaded
 
 
 @dataclass

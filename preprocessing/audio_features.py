@@ -1,0 +1,145 @@
+"""Whisper encoder features at 50 Hz: 2 rows per 25 fps video frame, float16.
+
+The encoder only accepts exactly 30 s of log-mel (3000 mel frames -> 1500 rows). Longer audio is
+cut into 30 s windows that overlap by `overlap_s`, and the overlaps are crossfaded: encoder states
+depend on the position inside the window, so a hard cut would leave a jump at every 30 s boundary.
+The log-mel is computed once over the whole clip (whisper normalises by the clip's maximum).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import whisper
+from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from whisper.model import AudioEncoder, ModelDimensions
+
+from preprocessing.config import WhisperConfig
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_WINDOW = N_FRAMES // 2  # 1500 encoder rows per 30 s window
+ROW_RATE = SAMPLE_RATE / (2 * HOP_LENGTH)  # 50 rows per second
+# Encoder sizes of the openai-whisper checkpoints (used for the random-init fallback only).
+_ENCODER_DIMS = {"tiny": (384, 6, 4), "base": (512, 8, 6), "small": (768, 12, 12)}
+
+
+def random_dims(model_name: str) -> ModelDimensions:
+    state, heads, layers = _ENCODER_DIMS[model_name]
+    return ModelDimensions(n_mels=80, n_audio_ctx=ROWS_PER_WINDOW, n_audio_state=state, n_audio_head=heads,
+                           n_audio_layer=layers, n_vocab=51865, n_text_ctx=448, n_text_state=state,
+                           n_text_head=heads, n_text_layer=layers)
+
+
+def _read_checkpoint(uri: str) -> dict:
+    """openai-whisper .pt ({"dims", "model_state_dict"}) from a path or fsspec URI; tensors only."""
+    if "://" in uri and not uri.startswith("file://"):
+        import fsspec  # remote checkpoints only
+
+        with fsspec.open(uri, "rb") as f:
+            return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+    return torch.load(uri.removeprefix("file://"), map_location="cpu", weights_only=True)
+
+
+def build_encoder(cfg: WhisperConfig) -> tuple[AudioEncoder, ModelDimensions]:
+    """Whisper's audio encoder from `cfg.checkpoint`, or a seeded random-init one (loud warning)."""
+    if cfg.checkpoint:
+        ckpt = _read_checkpoint(cfg.checkpoint)
+        dims = ModelDimensions(**ckpt["dims"])
+        state = {k.removeprefix("encoder."): v for k, v in ckpt["model_state_dict"].items()
+                 if k.startswith("encoder.")}
+        encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
+                               dims.n_audio_layer)
+        encoder.load_state_dict(state)
+    else:
+        log.warning("WHISPER FEATURES ARE NOT PRETRAINED: no whisper.checkpoint configured, using a "
+                    "random-init %r encoder (seed %d). Fine for tests and demos, useless for training "
+                    "a real model: set preprocess.whisper.checkpoint to an openai-whisper .pt.",
+                    cfg.model_name, cfg.seed)
+        dims = random_dims(cfg.model_name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
+                                   dims.n_audio_layer)
+    return encoder.to(cfg.device).eval(), dims
+
+
+def plan_windows(n_rows: int, overlap_rows: int) -> list[int]:
+    """Start rows of the 1500-row windows covering [0, n_rows); neighbours overlap >= overlap_rows.
+
+    The last window ends at the clip's end, so no window is mostly padding.
+    """
+    stride = max(ROWS_PER_WINDOW - overlap_rows, 1)
+    starts = [0]
+    while starts[-1] + ROWS_PER_WINDOW < n_rows:
+        starts.append(min(starts[-1] + stride, n_rows - ROWS_PER_WINDOW))
+    return starts
+
+
+def crossfade_weights(starts: list[int], n_rows: int) -> list[np.ndarray]:
+    """Per-window [<=1500] weights: linear ramps across each overlap, so stitched rows have no jump."""
+    weights = []
+    for k, start in enumerate(starts):
+        w = np.ones(min(ROWS_PER_WINDOW, n_rows - start), np.float32)
+        if k > 0:  # ramp in over the overlap with the previous window
+            n = starts[k - 1] + ROWS_PER_WINDOW - start
+            w[:n] = (np.arange(n) + 0.5) / n
+        if k + 1 < len(starts):  # ramp out over the overlap with the next window
+            n = start + ROWS_PER_WINDOW - starts[k + 1]
+            w[len(w) - n:] = np.minimum(w[len(w) - n:], 1.0 - (np.arange(n) + 0.5) / n)
+        weights.append(w)
+    return weights
+
+
+class WhisperFeatureExtractor:
+    """Audio [N] float32 16 kHz -> float16 [2 * n_frames, D] Whisper encoder states."""
+
+    def __init__(self, cfg: WhisperConfig, max_windows_per_forward: int = 8):
+        self.cfg = cfg
+        self.encoder, self.dims = build_encoder(cfg)
+        self.dim = self.dims.n_audio_state
+        self.max_windows = max_windows_per_forward
+        self.config = asdict(cfg)
+
+    def _mel(self, audio: np.ndarray, n_rows: int) -> torch.Tensor:
+        """[n_mels, 2 * n_rows + N_FRAMES] log-mel of the audio cut/padded to n_rows rows."""
+        n_samples = n_rows * 2 * HOP_LENGTH
+        audio = np.asarray(audio, np.float32)[:n_samples]
+        audio = np.pad(audio, (0, n_samples - len(audio)))
+        return whisper.log_mel_spectrogram(torch.from_numpy(audio), self.dims.n_mels, padding=N_SAMPLES)
+
+    @torch.inference_mode()
+    def _encode(self, mels: list[torch.Tensor]) -> list[np.ndarray]:
+        """Run the encoder on [n_mels, 3000] windows, a few at a time: [1500, D] float32 each."""
+        out = []
+        for i in range(0, len(mels), self.max_windows):
+            batch = torch.stack(mels[i:i + self.max_windows]).to(self.cfg.device)
+            out.extend(self.encoder(batch).float().cpu().numpy())
+        return out
+
+    def batch(self, audios: list[np.ndarray], n_frames: list[int], fps: float = 25.0) -> list[np.ndarray]:
+        """Features for several clips with as few encoder forwards as possible (one for <=8 short clips)."""
+        overlap = int(self.cfg.overlap_s * ROW_RATE)
+        jobs, mels = [], []
+        for audio, frames in zip(audios, n_frames, strict=True):
+            n_rows = max(1, int(np.ceil(frames / fps * ROW_RATE)))
+            mel = self._mel(audio, n_rows)
+            starts = plan_windows(n_rows, overlap)
+            jobs.append((n_rows, frames, starts, len(mels)))
+            mels.extend(mel[:, 2 * s:2 * s + N_FRAMES] for s in starts)
+        states = self._encode(mels) if mels else []
+        results = []
+        for n_rows, frames, starts, first in jobs:
+            rows = np.zeros((n_rows, self.dim), np.float32)  # [n_rows, D] at 50 Hz
+            for k, (start, w) in enumerate(zip(starts, crossfade_weights(starts, n_rows), strict=True)):
+                rows[start:start + len(w)] += w[:, None] * states[first + k][:len(w)]
+            pick = np.minimum(np.round(np.arange(2 * frames) * ROW_RATE / (2 * fps)).astype(int), n_rows - 1)
+            results.append(rows[pick].astype(np.float16))  # [2 * frames, D]
+        return results
+
+    def __call__(self, audio_16k: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
+        return self.batch([audio_16k], [n_frames], fps)[0]

@@ -1,0 +1,119 @@
+"""Whisper encoder features on real speech (espeak-ng, decoded through media.load_audio)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from preprocessing.audio_features import WhisperFeatureExtractor, plan_windows, random_dims
+from preprocessing.config import WhisperConfig
+from preprocessing.media import load_audio
+
+SENTENCE = "Identity preserving video dubbing needs clean lip sync and stable faces across long clips. "
+
+
+def _speech(path, repeats: int) -> np.ndarray:
+    subprocess.run(["espeak-ng", "-w", str(path), SENTENCE * repeats], check=True, timeout=60)
+    return load_audio(path)  # [N] float32 16 kHz
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    d = tmp_path_factory.mktemp("speech")
+    return {"short": _speech(d / "short.wav", 1), "long": _speech(d / "long.wav", 9)}
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return WhisperFeatureExtractor(WhisperConfig(seed=0))
+
+
+def _jumps(x: np.ndarray) -> np.ndarray:
+    """Relative change between consecutive rows [R-1]."""
+    x = x.astype(np.float32)
+    return np.linalg.norm(np.diff(x, axis=0), axis=1) / np.linalg.norm(x[1:], axis=1)
+
+
+def test_two_float16_rows_per_video_frame(extractor, speech):
+    n_frames = int(len(speech["short"]) / 16000 * 25)
+    feats = extractor(speech["short"], n_frames)
+    assert feats.shape == (2 * n_frames, extractor.dim) == (2 * n_frames, 384)
+    assert feats.dtype == np.float16 and np.isfinite(feats).all()
+    # speech and silence give different features (the encoder sees the audio, not only positions)
+    silent = extractor(np.zeros_like(speech["short"]), n_frames)
+    assert np.abs(feats.astype(float) - silent).mean() > 0.05
+
+
+def test_random_init_warns_loudly_and_is_seeded(caplog, speech):
+    with caplog.at_level(logging.WARNING):
+        a = WhisperFeatureExtractor(WhisperConfig(seed=3))
+    assert "NOT PRETRAINED" in caplog.text
+    b, c = WhisperFeatureExtractor(WhisperConfig(seed=3)), WhisperFeatureExtractor(WhisperConfig(seed=4))
+    clip = speech["short"][:16000]
+    np.testing.assert_array_equal(a(clip, 25), b(clip, 25))
+    assert not np.array_equal(a(clip, 25), c(clip, 25))
+
+
+def test_openai_checkpoint_is_loaded_with_weights_only(tmp_path, extractor, speech, caplog):
+    """A .pt in openai-whisper's layout ({"dims", "model_state_dict"}) gives the same features."""
+    state = {f"encoder.{k}": v for k, v in extractor.encoder.state_dict().items()}
+    state["decoder.token_embedding.weight"] = torch.zeros(4, 4)  # decoder weights are ignored
+    path = tmp_path / "tiny.pt"
+    torch.save({"dims": asdict(random_dims("tiny")), "model_state_dict": state}, path)
+    with caplog.at_level(logging.WARNING):
+        loaded = WhisperFeatureExtractor(WhisperConfig(checkpoint=str(path)))
+    assert "NOT PRETRAINED" not in caplog.text
+    clip = speech["short"][:32000]
+    np.testing.assert_array_equal(loaded(clip, 50), extractor(clip, 50))
+
+
+def test_batch_runs_one_forward_and_matches_single_calls(extractor, speech):
+    clips = [speech["short"][:16000], speech["short"][8000:40000], speech["short"]]
+    frames = [25, 50, int(len(speech["short"]) / 16000 * 25)]
+    calls = []
+    hook = extractor.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        batched = extractor.batch(clips, frames)
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    for audio, n, feats in zip(clips, frames, batched, strict=True):
+        np.testing.assert_allclose(feats.astype(np.float32), extractor(audio, n).astype(np.float32),
+                                   atol=2e-2)
+
+
+def test_long_audio_is_stitched_without_a_seam(extractor, speech):
+    audio = speech["long"]
+    assert len(audio) > 35 * 16000
+    n_frames = int(len(audio) / 16000 * 25)
+    feats = extractor(audio, n_frames)
+    assert feats.shape == (2 * n_frames, 384)
+    starts = plan_windows(2 * n_frames, 200)
+    assert len(starts) >= 2
+    jumps = _jumps(feats)
+    overlap = slice(starts[1], starts[0] + 1500)
+    assert jumps[overlap].max() <= 1.2 * np.quantile(jumps, 0.99)  # no jump where two windows meet
+    # what the test guards against: two independent 30 s windows butted together
+    naive = np.concatenate([extractor(audio[:30 * 16000], 750), extractor(audio[30 * 16000:], n_frames - 750)])
+    naive_jumps = _jumps(naive)
+    assert naive_jumps[1499] > 2 * np.quantile(naive_jumps, 0.99)
+
+
+def test_short_or_missing_audio_is_padded(extractor):
+    feats = extractor(np.zeros(100, np.float32), 10)
+    assert feats.shape == (20, 384)
+    assert extractor(np.zeros(0, np.float32), 0).shape == (0, 384)
+
+
+def test_plan_windows_cover_every_row():
+    for n_rows in (1, 1500, 1501, 2999, 4600):
+        starts = plan_windows(n_rows, 200)
+        covered = np.zeros(n_rows, bool)
+        for s in starts:
+            covered[s:s + 1500] = True
+        assert covered.all() and starts[-1] + 1500 >= n_rows
