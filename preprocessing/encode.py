@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +40,34 @@ def _audio_pcm(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [N], got shape {audio.shape}")
-    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")  # readers divide by 32768
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(
+        "<i2"
+    )  # readers divide by 32768
 
 
 def _temp_path(out_path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=out_path.suffix, dir=out_path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{out_path.stem}.", suffix=out_path.suffix, dir=out_path.parent
+    )
     os.close(fd)
     return Path(name)
 
 
-def _run_ffmpeg(args: list[str], tmp: Path, out_path: Path, feed: Iterator[bytes] | None = None) -> None:
+def _run_ffmpeg(
+    args: list[str], tmp: Path, out_path: Path, feed: Iterator[bytes] | None = None
+) -> None:
     """Run ffmpeg writing `tmp`, stream `feed` to its stdin, then rename `tmp` to `out_path`."""
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args, str(tmp)]
     if feed is not None:
         cmd.remove("-nostdin")
     err_file = tempfile.TemporaryFile()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err_file)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+        )
         try:
             if feed is not None:
                 assert proc.stdin is not None
@@ -82,9 +93,18 @@ def _run_ffmpeg(args: list[str], tmp: Path, out_path: Path, feed: Iterator[bytes
         tmp.unlink(missing_ok=True)
 
 
-def encode_mp4(frames: np.ndarray | Iterable[np.ndarray], fps: float, out_path: Path | str, *,
-               audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 20,
-               preset: str = "veryfast", audio_codec: str = "aac", setpts: str | None = None) -> None:
+def encode_mp4(
+    frames: np.ndarray | Iterable[np.ndarray],
+    fps: float,
+    out_path: Path | str,
+    *,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    crf: int = 20,
+    preset: str = "veryfast",
+    audio_codec: str = "aac",
+    setpts: str | None = None,
+) -> None:
     """Encode RGB frames (+ optional mono audio) to an H.264 yuv420p mp4 with faststart.
 
     frames: [T, H, W, 3] uint8 RGB, or an iterable of [H, W, 3] frames streamed to ffmpeg
@@ -106,45 +126,86 @@ def encode_mp4(frames: np.ndarray | Iterable[np.ndarray], fps: float, out_path: 
     tmp = _temp_path(out_path)
     audio_file: Path | None = None
     try:
-        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{fps:.6g}",
-                "-i", "pipe:0"]
         if audio is not None:
             # A temp WAV input (not a second pipe) keeps this a single-stdin, deadlock-free call.
             audio_file = tmp.with_name(tmp.name + ".wav")
             write_wav(audio_file, audio, sample_rate)
-            args += ["-i", str(audio_file)]
-        args += ["-map", "0:v:0"]
-        if setpts is not None:
-            # A fine time base first, so fractional timestamps survive rounding.
-            args += ["-vf", f"settb=1/90000,setpts='{setpts}'", "-fps_mode", "passthrough"]
-        args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-        if audio is not None:
-            args += ["-map", "1:a:0", "-c:a", audio_codec, "-b:a", "96k"]
-        args += ["-movflags", "+faststart", "-f", "mp4"]
-
-        def feed() -> Iterator[bytes]:
-            for frame in itertools.chain([first], frame_iter):
-                frame = np.asarray(frame)
-                _check_frame(frame, shape)
-                yield np.ascontiguousarray(frame).tobytes()
-
-        _run_ffmpeg(args, tmp, out_path, feed())
+        args = _mp4_args(w, h, fps, audio_file, crf, preset, audio_codec, setpts)
+        _run_ffmpeg(args, tmp, out_path, _frame_bytes(first, frame_iter, shape))
     finally:
         tmp.unlink(missing_ok=True)
         if audio_file is not None:
             audio_file.unlink(missing_ok=True)
 
 
-def encode_m4a(audio: np.ndarray, out_path: Path | str, sample_rate: int = 16000,
-               audio_codec: str = "aac") -> None:
+def _mp4_args(
+    w: int,
+    h: int,
+    fps: float,
+    audio_file: Path | None,
+    crf: int,
+    preset: str,
+    audio_codec: str,
+    setpts: str | None,
+) -> list[str]:
+    """ffmpeg arguments: raw RGB on stdin (+ a WAV file) -> H.264 yuv420p (+ audio) faststart mp4."""
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate(fps)]
+    args += ["-i", "pipe:0"]
+    if audio_file is not None:
+        args += ["-i", str(audio_file)]
+    args += ["-map", "0:v:0"]
+    if setpts is not None:
+        # A fine time base first, so fractional timestamps survive rounding.
+        args += ["-vf", f"settb=1/90000,setpts='{setpts}'", "-fps_mode", "passthrough"]
+    args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    if audio_file is not None:
+        args += ["-map", "1:a:0", "-c:a", audio_codec, "-b:a", "96k"]
+    return args + ["-movflags", "+faststart", "-f", "mp4"]
+
+
+def _rate(fps: float) -> str:
+    """fps as an exact ffmpeg rational: 29.97002997 -> '30000/1001', 25.0 -> '25/1'."""
+    frac = Fraction(fps).limit_denominator(1001)
+    return f"{frac.numerator}/{frac.denominator}"
+
+
+def _frame_bytes(
+    first: np.ndarray, rest: Iterator[np.ndarray], shape: tuple[int, ...]
+) -> Iterator[bytes]:
+    """Raw rgb24 bytes of each frame, checking that the size never changes mid-stream."""
+    for frame in itertools.chain([first], rest):
+        frame = np.asarray(frame)
+        _check_frame(frame, shape)
+        yield np.ascontiguousarray(frame).tobytes()
+
+
+def encode_m4a(
+    audio: np.ndarray, out_path: Path | str, sample_rate: int = 16000, audio_codec: str = "aac"
+) -> None:
     """Write an audio-only AAC file (.m4a / .mp4 container) atomically. audio: [N] float32 mono."""
     out_path = Path(out_path)
     tmp = _temp_path(out_path)
     wav = tmp.with_name(tmp.name + ".wav")
     try:
         write_wav(wav, audio, sample_rate)
-        _run_ffmpeg(["-i", str(wav), "-map", "0:a:0", "-c:a", audio_codec, "-b:a", "96k",
-                     "-movflags", "+faststart", "-f", "mp4"], tmp, out_path)
+        _run_ffmpeg(
+            [
+                "-i",
+                str(wav),
+                "-map",
+                "0:a:0",
+                "-c:a",
+                audio_codec,
+                "-b:a",
+                "96k",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+            ],
+            tmp,
+            out_path,
+        )
     finally:
         wav.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)

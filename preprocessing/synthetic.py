@@ -19,39 +19,65 @@ import numpy as np
 
 from preprocessing.encode import encode_mp4
 from preprocessing.synthetic_bad import BAD_KINDS, EDGE_KINDS, write_bad_inputs
-from preprocessing.synthetic_clip import (FPS_CHOICES, boxes_from_landmarks, clip_record, plan_clip, write_plan,
-                                          write_sidecar)
+from preprocessing.synthetic_clip import (
+    FPS_CHOICES,
+    boxes_from_landmarks,
+    clip_record,
+    plan_clip,
+    write_plan,
+    write_sidecar,
+)
 from preprocessing.synthetic_speech import SAMPLE_RATE
 
-__all__ = ["BAD_KINDS", "EDGE_KINDS", "SyntheticClip", "generate_corpus", "render_clip", "write_bad_inputs",
-           "write_clip"]
+__all__ = [
+    "BAD_KINDS",
+    "EDGE_KINDS",
+    "SyntheticClip",
+    "generate_corpus",
+    "render_clip",
+    "write_bad_inputs",
+    "write_clip",
+]
 
 
 @dataclass
 class SyntheticClip:
     """One rendered clip with its ground truth, in memory."""
 
-    frames: np.ndarray      # [T, H, W, 3] uint8 RGB
-    audio: np.ndarray       # [N] float32 mono 16 kHz in [-1, 1]
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB
+    audio: np.ndarray  # [N] float32 mono 16 kHz in [-1, 1]
     fps: float
     mouth_open: np.ndarray  # [T] float32 in [0, 1] (ground truth, 0 in pauses)
-    face_box: np.ndarray    # [T, 4] float32 x0, y0, x1, y1 in frame pixels (landmark bounding box)
-    landmarks: np.ndarray   # [T, 68, 2] float32 ground-truth landmarks after motion
-    identity: str           # pseudo-identity id, e.g. "id03"
-    meta: dict              # voice, text, variant params, seed
+    face_box: np.ndarray  # [T, 4] float32 x0, y0, x1, y1 in frame pixels (landmark bounding box)
+    landmarks: np.ndarray  # [T, 68, 2] float32 ground-truth landmarks after motion
+    identity: str  # pseudo-identity id, e.g. "id03"
+    meta: dict  # voice, text, variant params, seed
 
 
-def render_clip(seed: int, *, seconds: float | None = None, size: tuple[int, int] | None = None,
-                fps: float | None = None, identity: int | None = None) -> SyntheticClip:
+def render_clip(
+    seed: int,
+    *,
+    seconds: float | None = None,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    identity: int | None = None,
+) -> SyntheticClip:
     """Render a clip in memory; every argument left None is drawn from `seed`.
 
     size is (W, H), even; fps 25 or 30 when drawn; identity is an index (id00, id01, ...).
     """
     plan = plan_clip(seed, seconds=seconds, size=size, fps=fps, identity=identity)
     landmarks = plan.landmarks()
-    return SyntheticClip(frames=np.stack(list(plan.frames())), audio=plan.audio, fps=plan.fps,
-                         mouth_open=plan.mouth_open, face_box=boxes_from_landmarks(landmarks),
-                         landmarks=landmarks, identity=plan.style.name, meta=plan.meta)
+    return SyntheticClip(
+        frames=np.stack(list(plan.frames())),
+        audio=plan.audio,
+        fps=plan.fps,
+        mouth_open=plan.mouth_open,
+        face_box=boxes_from_landmarks(landmarks),
+        landmarks=landmarks,
+        identity=plan.style.name,
+        meta=plan.meta,
+    )
 
 
 def write_clip(clip: SyntheticClip, out_path: Path) -> Path:
@@ -60,15 +86,31 @@ def write_clip(clip: SyntheticClip, out_path: Path) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     encode_mp4(clip.frames, clip.fps, out_path, audio=clip.audio, sample_rate=SAMPLE_RATE)
     h, w = clip.frames.shape[1:3]
-    write_sidecar(out_path.with_suffix(".json"), clip_record(
-        kind="talking", identity=clip.identity, fps=clip.fps, size=(w, h), has_audio=True,
-        mouth_open=clip.mouth_open, landmarks=clip.landmarks, meta=clip.meta))
+    write_sidecar(
+        out_path.with_suffix(".json"),
+        clip_record(
+            kind="talking",
+            identity=clip.identity,
+            fps=clip.fps,
+            size=(w, h),
+            has_audio=True,
+            mouth_open=clip.mouth_open,
+            landmarks=clip.landmarks,
+            meta=clip.meta,
+        ),
+    )
     return out_path
 
 
-def generate_corpus(out_dir: Path, n_videos: int, seed: int = 0, *, n_identities: int = 3,
-                    seconds: tuple[float, float] = (3.0, 5.0),
-                    size: tuple[int, int] | None = None) -> list[Path]:
+def generate_corpus(
+    out_dir: Path,
+    n_videos: int,
+    seed: int = 0,
+    *,
+    n_identities: int = 3,
+    seconds: tuple[float, float] = (3.0, 5.0),
+    size: tuple[int, int] | None = None,
+) -> list[Path]:
     """Write out_dir/<identity>/<video-id>.mp4 (+ .json) and return the mp4 paths.
 
     Video i belongs to identity i % n_identities (folders give curation its identity ids); fps
@@ -83,8 +125,14 @@ def generate_corpus(out_dir: Path, n_videos: int, seed: int = 0, *, n_identities
         identity = i % n_identities
         fps = FPS_CHOICES[(i // n_identities) % len(FPS_CHOICES)]
         secs = float(rng.uniform(*seconds))
-        plan = plan_clip(video_seed, seconds=secs, size=size, fps=fps, identity=identity,
-                         n_identities=n_identities)
+        plan = plan_clip(
+            video_seed,
+            seconds=secs,
+            size=size,
+            fps=fps,
+            identity=identity,
+            n_identities=n_identities,
+        )
         out = out_dir / plan.style.name / f"{plan.style.name}_v{i:04d}.mp4"
         paths.append(write_plan(plan, out))
     return paths

@@ -15,20 +15,36 @@ import numpy as np
 from skimage import data as skdata
 
 from preprocessing.encode import encode_m4a, encode_mp4
-from preprocessing.synthetic_clip import (ClipPlan, boxes_from_landmarks, plan_clip, silence_plan, write_plan,
-                                          write_sidecar)
+from preprocessing.synthetic_clip import (
+    ClipPlan,
+    boxes_from_landmarks,
+    plan_clip,
+    silence_plan,
+    write_plan,
+    write_sidecar,
+)
 from preprocessing.synthetic_speech import SAMPLE_RATE, mouth_opening, synthesize_speech
 
-BAD_KINDS = ("empty", "random_bytes", "truncated", "no_audio", "audio_only", "no_face", "too_short",
-             "two_faces", "tiny_face")
+BAD_KINDS = (
+    "empty",
+    "random_bytes",
+    "truncated",
+    "no_audio",
+    "audio_only",
+    "no_face",
+    "too_short",
+    "two_faces",
+    "tiny_face",
+)
 EDGE_KINDS = ("silent", "vfr", "huge")
 
 # Variable frame rate: ~30 fps with jitter for the first second, ~15 fps after (monotone).
 VFR_SETPTS = "(N+0.35*sin(1.7*N)+if(gt(N,30),N-30,0))/30/TB"
 
 
-def write_bad_inputs(out_dir: Path, seed: int = 0,
-                     kinds: Iterable[str] = BAD_KINDS + EDGE_KINDS) -> dict[str, Path]:
+def write_bad_inputs(
+    out_dir: Path, seed: int = 0, kinds: Iterable[str] = BAD_KINDS + EDGE_KINDS
+) -> dict[str, Path]:
     """Write one file per kind into out_dir -> {kind: path}. Deterministic under seed; each kind
     uses its own sub-seed, so the files do not depend on which other kinds are asked for."""
     out_dir = Path(out_dir)
@@ -67,11 +83,15 @@ def _truncated(path: Path, seed: int) -> Path:
     write_plan(plan, path, kind="truncated")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    return _note(path, "truncated", original_bytes=len(data), bytes=len(data) // 2, n_frames=plan.n_frames)
+    return _note(
+        path, "truncated", original_bytes=len(data), bytes=len(data) // 2, n_frames=plan.n_frames
+    )
 
 
 def _no_audio(path: Path, seed: int) -> Path:
-    return write_plan(plan_clip(seed, seconds=1.5, size=(480, 360)), path, kind="no_audio", with_audio=False)
+    return write_plan(
+        plan_clip(seed, seconds=1.5, size=(480, 360)), path, kind="no_audio", with_audio=False
+    )
 
 
 def _audio_only(path: Path, seed: int) -> Path:
@@ -86,17 +106,25 @@ def _too_short(path: Path, seed: int) -> Path:
 
 def _tiny_face(path: Path, seed: int) -> Path:
     """Face about 24 px tall in a 640x480 frame: below any sensible minimum face size."""
-    return write_plan(plan_clip(seed, seconds=1.5, size=(640, 480), face_frac=0.05), path, kind="tiny_face")
+    return write_plan(
+        plan_clip(seed, seconds=1.5, size=(640, 480), face_frac=0.05), path, kind="tiny_face"
+    )
 
 
 def _silent(path: Path, seed: int) -> Path:
-    return write_plan(silence_plan(plan_clip(seed, seconds=1.5, size=(480, 360))), path, kind="silent")
+    return write_plan(
+        silence_plan(plan_clip(seed, seconds=1.5, size=(480, 360))), path, kind="silent"
+    )
 
 
 def _huge(path: Path, seed: int) -> Path:
     """3840x2160, 1 s: streamed to the encoder so memory stays at a few frames."""
-    return write_plan(plan_clip(seed, seconds=1.0, size=(3840, 2160), fps=25), path, kind="huge",
-                      preset="ultrafast")
+    return write_plan(
+        plan_clip(seed, seconds=1.0, size=(3840, 2160), fps=25),
+        path,
+        kind="huge",
+        preset="ultrafast",
+    )
 
 
 def _vfr(path: Path, seed: int) -> Path:
@@ -105,10 +133,20 @@ def _vfr(path: Path, seed: int) -> Path:
     pts = (n + 0.35 * np.sin(1.7 * n) + np.where(n > 30, n - 30, 0)) / 30.0  # mirrors VFR_SETPTS
     duration = float(pts[-1] + 1 / 15)
     audio = np.pad(plan.audio, (0, max(0, int(duration * SAMPLE_RATE) - plan.audio.size)))
-    encode_mp4(plan.frames(), plan.fps, path, audio=audio, sample_rate=SAMPLE_RATE, setpts=VFR_SETPTS)
+    encode_mp4(
+        plan.frames(), plan.fps, path, audio=audio, sample_rate=SAMPLE_RATE, setpts=VFR_SETPTS
+    )
     landmarks = plan.landmarks()
-    return _note(path, "vfr", identity=plan.style.name, n_frames=plan.n_frames, pts=pts,
-                 face_box=boxes_from_landmarks(landmarks), mouth_open=plan.mouth_open, meta=plan.meta)
+    return _note(
+        path,
+        "vfr",
+        identity=plan.style.name,
+        n_frames=plan.n_frames,
+        pts=pts,
+        face_box=boxes_from_landmarks(landmarks),
+        mouth_open=plan.mouth_open,
+        meta=plan.meta,
+    )
 
 
 def _two_faces(path: Path, seed: int) -> Path:
@@ -119,8 +157,14 @@ def _two_faces(path: Path, seed: int) -> Path:
     encode_mp4(frames, halves[0].fps, path, audio=halves[0].audio, sample_rate=SAMPLE_RATE)
     boxes = [boxes_from_landmarks(h.landmarks()) for h in halves]
     boxes[1][:, [0, 2]] += halves[0].size[0]  # right half
-    return _note(path, "two_faces", n_faces=2, fps=halves[0].fps, face_boxes=np.stack(boxes, axis=1),
-                 identities=[h.style.name for h in halves])
+    return _note(
+        path,
+        "two_faces",
+        n_faces=2,
+        fps=halves[0].fps,
+        face_boxes=np.stack(boxes, axis=1),
+        identities=[h.style.name for h in halves],
+    )
 
 
 def _centred_plan(seed: int, identity: int) -> ClipPlan:
@@ -138,10 +182,22 @@ def _no_face(path: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     fps, n_frames, size = 25.0, 50, (640, 360)
     speech = synthesize_speech(rng, n_frames / fps)
-    encode_mp4(_pan_frames(skdata.coffee(), size, n_frames), fps, path, audio=speech.audio,
-               sample_rate=SAMPLE_RATE)
-    return _note(path, "no_face", fps=fps, n_frames=n_frames, n_faces=0,
-                 mouth_open=mouth_opening(speech.audio, fps, n_frames), voice=speech.voice)
+    encode_mp4(
+        _pan_frames(skdata.coffee(), size, n_frames),
+        fps,
+        path,
+        audio=speech.audio,
+        sample_rate=SAMPLE_RATE,
+    )
+    return _note(
+        path,
+        "no_face",
+        fps=fps,
+        n_frames=n_frames,
+        n_faces=0,
+        mouth_open=mouth_opening(speech.audio, fps, n_frames),
+        voice=speech.voice,
+    )
 
 
 def _pan_frames(image: np.ndarray, size: tuple[int, int], n_frames: int) -> Iterator[np.ndarray]:
@@ -152,11 +208,22 @@ def _pan_frames(image: np.ndarray, size: tuple[int, int], n_frames: int) -> Iter
         s = max(w / iw, h / ih) * (1.1 + 0.1 * t / max(n_frames - 1, 1))
         dx = (w - s * iw) / 2 + 0.05 * w * np.sin(t / 15)
         affine = np.array([[s, 0, dx], [0, s, (h - s * ih) / 2]], np.float32)
-        yield cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        yield cv2.warpAffine(
+            image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
 
 
 _WRITERS: dict[str, Callable[[Path, int], Path]] = {
-    "empty": _empty, "random_bytes": _random_bytes, "truncated": _truncated, "no_audio": _no_audio,
-    "audio_only": _audio_only, "no_face": _no_face, "too_short": _too_short, "two_faces": _two_faces,
-    "tiny_face": _tiny_face, "silent": _silent, "vfr": _vfr, "huge": _huge,
+    "empty": _empty,
+    "random_bytes": _random_bytes,
+    "truncated": _truncated,
+    "no_audio": _no_audio,
+    "audio_only": _audio_only,
+    "no_face": _no_face,
+    "too_short": _too_short,
+    "two_faces": _two_faces,
+    "tiny_face": _tiny_face,
+    "silent": _silent,
+    "vfr": _vfr,
+    "huge": _huge,
 }

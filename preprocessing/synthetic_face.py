@@ -18,23 +18,25 @@ from preprocessing.dlib_models import hog_detector, landmark_predictor
 
 # iBUG 68-point index of each point's mirror image (left <-> right) for horizontally flipped faces.
 MIRROR_68 = np.array(
-    list(range(16, -1, -1))                              # jaw 0-16
-    + list(range(26, 16, -1))                            # brows 17-26
-    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]            # nose
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]  # eyes
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]   # outer lips 48-59
-    + [64, 63, 62, 61, 60, 67, 66, 65]                   # inner lips 60-67
+    list(range(16, -1, -1))  # jaw 0-16
+    + list(range(26, 16, -1))  # brows 17-26
+    + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31]  # nose
+    + [45, 44, 43, 42, 47, 46]
+    + [39, 38, 37, 36, 41, 40]  # eyes
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips 48-59
+    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips 60-67
 )
 
-_MOUTH_DARK = (70, 22, 28)     # RGB of the mouth interior
-_TEETH = (228, 222, 208)       # RGB of the hint of upper teeth
+_MOUTH_DARK = (70, 22, 28)  # RGB of the mouth interior
+_TEETH = (228, 222, 208)  # RGB of the hint of upper teeth
 
 
 @dataclass(frozen=True)
 class FaceTemplate:
     """The photo the heads are rendered from, with its landmarks in the same pixel frame."""
 
-    image: np.ndarray      # [H, W, 3] uint8 RGB (astronaut head and shoulders, upscaled 2x)
+    image: np.ndarray  # [H, W, 3] uint8 RGB (astronaut head and shoulders, upscaled 2x)
     landmarks: np.ndarray  # [68, 2] float32 x, y in image pixels
 
     @property
@@ -51,7 +53,9 @@ def astronaut_template() -> FaceTemplate:
     The 2x upscale lets 480p-720p frames be rendered without further enlargement, so the mouth
     warp happens at roughly output resolution. Landmarks come from dlib once per process.
     """
-    image = cv2.resize(skdata.astronaut()[:300], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    image = cv2.resize(
+        skdata.astronaut()[:300], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC
+    )
     faces = hog_detector()(image, 0)
     if len(faces) != 1:
         raise RuntimeError(f"expected one face in the astronaut template, dlib found {len(faces)}")
@@ -62,15 +66,22 @@ def astronaut_template() -> FaceTemplate:
     return FaceTemplate(image=image, landmarks=lm)
 
 
-def grade_colours(image: np.ndarray, hue_shift: float, saturation: float, gamma: float,
-                  gains: tuple[float, float, float]) -> np.ndarray:
+def grade_colours(
+    image: np.ndarray,
+    hue_shift: float,
+    saturation: float,
+    gamma: float,
+    gains: tuple[float, float, float],
+) -> np.ndarray:
     """Colour grade [..., 3] uint8 RGB: hue shift (OpenCV units, 180 = full turn), saturation
     scale, gamma, per-channel gains. Same shape and dtype out."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(image).reshape(-1, 1, 3), cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv = cv2.cvtColor(np.ascontiguousarray(image).reshape(-1, 1, 3), cv2.COLOR_RGB2HSV).astype(
+        np.float32
+    )
     hsv[..., 0] = (hsv[..., 0] + hue_shift) % 180.0
     hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
     rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255.0
-    rgb = np.clip(rgb ** gamma * np.asarray(gains, np.float32), 0.0, 1.0)
+    rgb = np.clip(rgb**gamma * np.asarray(gains, np.float32), 0.0, 1.0)
     return (rgb * 255.0 + 0.5).astype(np.uint8).reshape(image.shape)
 
 
@@ -78,22 +89,28 @@ def grade_colours(image: np.ndarray, hue_shift: float, saturation: float, gamma:
 class MouthRig:
     """Geometry of the jaw-drop warp, measured once from the template landmarks."""
 
-    seam_y: float      # y between upper and lower inner lips: points below it move down
-    centre_x: float    # mouth centre
-    sigma_x: float     # horizontal fall-off of the displacement (jaw sides move less)
-    chin_y: float      # below the chin the displacement decays (the neck is compressed)
-    decay: float       # length of that decay, long enough to keep the map monotone
-    max_open: float    # displacement at opening 1, in template pixels
+    seam_y: float  # y between upper and lower inner lips: points below it move down
+    centre_x: float  # mouth centre
+    sigma_x: float  # horizontal fall-off of the displacement (jaw sides move less)
+    chin_y: float  # below the chin the displacement decays (the neck is compressed)
+    decay: float  # length of that decay, long enough to keep the map monotone
+    max_open: float  # displacement at opening 1, in template pixels
 
     @staticmethod
-    def from_landmarks(lm: np.ndarray) -> "MouthRig":
+    def from_landmarks(lm: np.ndarray) -> MouthRig:
         upper, lower = lm[61:64, 1].mean(), lm[65:68, 1].mean()
         mouth_w = float(lm[54, 0] - lm[48, 0])
         jaw_w = float(lm[13, 0] - lm[3, 0])
         chin = float(lm[8, 1])
         seam = float((upper + lower) / 2)
-        return MouthRig(seam_y=seam, centre_x=float(lm[48:68, 0].mean()), sigma_x=0.35 * jaw_w,
-                        chin_y=chin, decay=1.4 * (chin - seam), max_open=0.27 * mouth_w)
+        return MouthRig(
+            seam_y=seam,
+            centre_x=float(lm[48:68, 0].mean()),
+            sigma_x=0.35 * jaw_w,
+            chin_y=chin,
+            decay=1.4 * (chin - seam),
+            max_open=0.27 * mouth_w,
+        )
 
     def profile_y(self, y: np.ndarray) -> np.ndarray:
         """Vertical weight in [0, 1]: 0 above the seam, 1 from the lower lip to the chin, then 0."""
@@ -122,8 +139,9 @@ def template_rig() -> MouthRig:
     return MouthRig.from_landmarks(astronaut_template().landmarks)
 
 
-def open_mouth(image: np.ndarray, landmarks: np.ndarray, opening: float, rig: MouthRig,
-               palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def open_mouth(
+    image: np.ndarray, landmarks: np.ndarray, opening: float, rig: MouthRig, palette: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Open the mouth of `image` by `opening` in [0, 1]; returns (new image, moved landmarks).
 
     image: [H, W, 3] uint8 RGB (not modified), landmarks [68, 2] in its pixels. The lower lip and
@@ -145,8 +163,9 @@ def open_mouth(image: np.ndarray, landmarks: np.ndarray, opening: float, rig: Mo
     return out, moved
 
 
-def _remap_region(image: np.ndarray, roi: tuple[int, int, int, int], opening: float,
-                  rig: MouthRig) -> np.ndarray:
+def _remap_region(
+    image: np.ndarray, roi: tuple[int, int, int, int], opening: float, rig: MouthRig
+) -> np.ndarray:
     """Inverse-map the ROI: per column y_out = y_src + a(x) * profile(y_src) is monotone in
     y_src, so it is inverted exactly with np.interp on a fine grid."""
     x0, y0, x1, y1 = roi
@@ -162,7 +181,9 @@ def _remap_region(image: np.ndarray, roi: tuple[int, int, int, int], opening: fl
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _paint_interior(image: np.ndarray, inner: np.ndarray, opening: float, palette: np.ndarray) -> None:
+def _paint_interior(
+    image: np.ndarray, inner: np.ndarray, opening: float, palette: np.ndarray
+) -> None:
     """Fill the inner-lip polygon [8, 2] (in place) dark, with upper teeth along its top edge."""
     x0, y0 = np.floor(inner.min(0)).astype(int) - 3
     x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
@@ -181,10 +202,14 @@ def _paint_interior(image: np.ndarray, inner: np.ndarray, opening: float, palett
     gap = float(inner[[5, 6, 7], 1].mean() - inner[[1, 2, 3], 1].mean())
     rows = np.arange(y0, y1, dtype=np.float32)[:, None]
     teeth = np.clip(1.0 - (rows - upper_y[None, :]) / max(0.3 * gap, 1.0), 0.0, 1.0)  # [h, w]
-    colour = (palette[0][None, None, :].astype(np.float32) * (1 - teeth[..., None])
-              + palette[1][None, None, :].astype(np.float32) * teeth[..., None])
+    colour = (
+        palette[0][None, None, :].astype(np.float32) * (1 - teeth[..., None])
+        + palette[1][None, None, :].astype(np.float32) * teeth[..., None]
+    )
     region = image[y0:y1, x0:x1].astype(np.float32)
-    image[y0:y1, x0:x1] = (region * (1 - alpha[..., None]) + colour * alpha[..., None] + 0.5).astype(np.uint8)
+    image[y0:y1, x0:x1] = (
+        region * (1 - alpha[..., None]) + colour * alpha[..., None] + 0.5
+    ).astype(np.uint8)
 
 
 def mouth_palette(grade: dict | None = None) -> np.ndarray:

@@ -51,8 +51,12 @@ class SpeechTrack:
 def _espeak_cached(text: str, voice: str, speed: int) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="iptalker-espeak-") as tmp:
         wav = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
     if sr != SAMPLE_RATE:
@@ -63,11 +67,13 @@ def _espeak_cached(text: str, voice: str, speed: int) -> np.ndarray:
 
 
 def espeak(text: str, voice: str = "en", speed: int = 160) -> np.ndarray:
-    """Synthesize `text` -> [N] float32 mono 16 kHz (cached per process; espeak is deterministic)."""
+    """`text` -> [N] float32 mono 16 kHz (cached per process: espeak is deterministic)."""
     return _espeak_cached(text, voice, int(speed)).copy()
 
 
-def synthesize_speech(rng: np.random.Generator, seconds: float, voice: str | None = None) -> SpeechTrack:
+def synthesize_speech(
+    rng: np.random.Generator, seconds: float, voice: str | None = None
+) -> SpeechTrack:
     """Sentences separated by 0.25-0.7 s pauses, trimmed/padded to exactly `seconds`.
 
     Starts with a short silence so the first frames show a closed mouth, and fades out at the cut.
@@ -91,18 +97,20 @@ def synthesize_speech(rng: np.random.Generator, seconds: float, voice: str | Non
     audio = np.concatenate(parts)[:n_total]
     audio = np.pad(audio, (0, n_total - audio.size))
     fade = min(n_total, int(0.02 * SAMPLE_RATE))
-    audio[n_total - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    audio[n_total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     peak = float(np.abs(audio).max()) or 1.0
     audio = (audio * (0.7 / peak)).astype(np.float32)
     return SpeechTrack(audio=audio, voice=voice, speed=speed, sentences=tuple(used))
 
 
-def frame_rms(audio: np.ndarray, fps: float, n_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def frame_rms(
+    audio: np.ndarray, fps: float, n_frames: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """RMS of the audio in each video frame's time span -> [T] float32 (>= 0)."""
     hop = sample_rate / fps
     out = np.zeros(n_frames, np.float32)
     for t in range(n_frames):
-        seg = audio[int(round(t * hop)):int(round((t + 1) * hop))]
+        seg = audio[int(round(t * hop)) : int(round((t + 1) * hop))]
         out[t] = float(np.sqrt(np.mean(np.square(seg, dtype=np.float64)))) if seg.size else 0.0
     return out
 

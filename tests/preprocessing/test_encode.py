@@ -16,10 +16,23 @@ from preprocessing.encode import decode_flac, encode_flac, encode_m4a, encode_mp
 
 
 def _probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                          "stream=codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt,"
-                          "duration,sample_rate", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt,"
+            "duration,sample_rate",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {s["codec_type"]: s for s in json.loads(out.stdout)["streams"]}
 
 
@@ -37,7 +50,12 @@ def test_mp4_round_trip(tmp_path: Path) -> None:
     encode_mp4(frames, 25, out, audio=audio)
     streams = _probe(out)
     video, sound = streams["video"], streams["audio"]
-    assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == ("h264", "yuv420p", 64, 48)
+    assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == (
+        "h264",
+        "yuv420p",
+        64,
+        48,
+    )
     assert video["r_frame_rate"] == "25/1" and int(video["nb_read_frames"]) == 12
     assert sound["codec_name"] == "aac" and float(sound["duration"]) == pytest.approx(0.5, abs=0.05)
     cap = cv2.VideoCapture(str(out))
@@ -52,7 +70,9 @@ def test_streams_frames_from_an_iterator(tmp_path: Path) -> None:
     encode_mp4((f for f in _frames(30)), 30.0, out)
     streams = _probe(out)
     assert set(streams) == {"video"}
-    assert int(streams["video"]["nb_read_frames"]) == 30 and streams["video"]["r_frame_rate"] == "30/1"
+    assert (
+        int(streams["video"]["nb_read_frames"]) == 30 and streams["video"]["r_frame_rate"] == "30/1"
+    )
 
 
 def test_odd_size_is_refused(tmp_path: Path) -> None:
@@ -65,8 +85,13 @@ def test_odd_size_is_refused(tmp_path: Path) -> None:
 
 def test_failures_leave_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="ffmpeg failed"):
-        encode_mp4(_frames(), 25, tmp_path / "bad_codec.mp4", audio=np.zeros(800, np.float32),
-                   audio_codec="no_such_codec")
+        encode_mp4(
+            _frames(),
+            25,
+            tmp_path / "bad_codec.mp4",
+            audio=np.zeros(800, np.float32),
+            audio_codec="no_such_codec",
+        )
     mixed = [*_frames(3), np.zeros((50, 64, 3), np.uint8)]  # size changes mid-stream
     with pytest.raises(ValueError, match="one size"):
         encode_mp4(iter(mixed), 25, tmp_path / "mixed.mp4")

@@ -17,9 +17,21 @@ from preprocessing.synthetic import BAD_KINDS, EDGE_KINDS, generate_corpus, rend
 
 
 def _streams(path: Path) -> list[dict]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                          "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)["streams"]
 
 
@@ -28,8 +40,12 @@ def _codecs(path: Path) -> dict[str, str]:
 
 
 def _duration(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                          str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout)
 
 
@@ -49,8 +65,23 @@ def _frames(path: Path) -> list[np.ndarray]:
 def _audio_16k(path: Path, tmp_path: Path) -> np.ndarray:
     """Audio track decoded back from the container -> [N] float32 mono 16 kHz."""
     wav = tmp_path / f"{path.stem}.wav"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-vn", "-ac", "1", "-ar", "16000",
-                    str(wav)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            str(wav),
+        ],
+        check=True,
+    )
     audio, sr = sf.read(str(wav), dtype="float32")
     assert sr == 16000
     return audio
@@ -84,18 +115,26 @@ def test_dlib_finds_exactly_one_face_matching_ground_truth(synthetic_corpus: lis
             one_face += 1
             cx, cy = faces[0].center().x, faces[0].center().y
             hits += box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-        assert one_face >= 0.95 * len(frames), f"{path.name}: one face in {one_face}/{len(frames)} frames"
+        assert one_face >= 0.95 * len(frames), (
+            f"{path.name}: one face in {one_face}/{len(frames)} frames"
+        )
         assert hits == one_face, f"{path.name}: detections outside the ground-truth face box"
 
 
-def test_mouth_opening_follows_speech_envelope(synthetic_corpus: list[Path], tmp_path: Path) -> None:
+def test_mouth_opening_follows_speech_envelope(
+    synthetic_corpus: list[Path], tmp_path: Path
+) -> None:
     for path in synthetic_corpus:
         side = _sidecar(path)
         mouth = np.asarray(side["mouth_open"])  # [T] in [0, 1]
         audio = _audio_16k(path, tmp_path)
         hop = 16000 / side["fps"]
-        rms = np.array([np.sqrt(np.mean(audio[int(t * hop):int((t + 1) * hop)] ** 2) + 1e-12)
-                        for t in range(len(mouth))])
+        rms = np.array(
+            [
+                np.sqrt(np.mean(audio[int(t * hop) : int((t + 1) * hop)] ** 2) + 1e-12)
+                for t in range(len(mouth))
+            ]
+        )
         r = np.corrcoef(mouth, rms)[0, 1]
         assert r > 0.5, f"{path.name}: r = {r:.2f}"
         assert mouth.min() == 0.0 and mouth.max() == 1.0  # closed in pauses, fully open somewhere
@@ -119,7 +158,10 @@ def test_render_is_deterministic_under_seed() -> None:
     for field in ("frames", "audio", "mouth_open", "face_box", "landmarks"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     assert (a.fps, a.identity, a.meta) == (b.fps, b.identity, b.meta)
-    assert a.frames.dtype == np.uint8 and a.frames.shape[0] == a.mouth_open.shape[0] == a.landmarks.shape[0]
+    assert (
+        a.frames.dtype == np.uint8
+        and a.frames.shape[0] == a.mouth_open.shape[0] == a.landmarks.shape[0]
+    )
     assert a.audio.size == pytest.approx(a.frames.shape[0] / a.fps * 16000, abs=1)
 
 
@@ -137,7 +179,9 @@ def test_bad_inputs_are_bad_in_the_advertised_way(bad_inputs: dict[str, Path]) -
     for kind, path in bad_inputs.items():
         assert path.exists() and _sidecar(path)["kind"] == kind
     assert bad_inputs["empty"].stat().st_size == 0
-    probe = subprocess.run(["ffprobe", "-v", "error", str(bad_inputs["random_bytes"])], capture_output=True)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", str(bad_inputs["random_bytes"])], capture_output=True
+    )
     assert probe.returncode != 0
     truncated = _sidecar(bad_inputs["truncated"])
     assert bad_inputs["truncated"].stat().st_size == truncated["original_bytes"] // 2
