@@ -224,7 +224,7 @@ def silence_plan(plan: ClipPlan) -> ClipPlan:
 
 
 def write_sidecar(path: Path, record: dict) -> Path:
-    """JSON ground truth next to a media file (arrays as nested lists, 2 decimals)."""
+    """JSON ground truth next to a media file (arrays as nested lists, 3 decimals)."""
 
     def encode(v: object) -> object:
         if isinstance(v, np.ndarray):

@@ -13,7 +13,13 @@ import pytest
 import soundfile as sf
 
 from preprocessing.dlib_models import hog_detector
-from preprocessing.synthetic import BAD_KINDS, EDGE_KINDS, generate_corpus, render_clip
+from preprocessing.synthetic import (
+    BAD_KINDS,
+    EDGE_KINDS,
+    generate_corpus,
+    render_clip,
+    write_clip,
+)
 
 
 def _streams(path: Path) -> list[dict]:
@@ -163,6 +169,21 @@ def test_render_is_deterministic_under_seed() -> None:
         and a.frames.shape[0] == a.mouth_open.shape[0] == a.landmarks.shape[0]
     )
     assert a.audio.size == pytest.approx(a.frames.shape[0] / a.fps * 16000, abs=1)
+
+
+def test_write_clip_matches_the_clip_in_memory(tmp_path: Path) -> None:
+    clip = render_clip(11, seconds=1.0, size=(480, 360), fps=25)
+    out = write_clip(clip, tmp_path / "one" / "clip.mp4")
+    assert _codecs(out) == {"video": "h264", "audio": "aac"}
+    decoded = _frames(out)
+    assert len(decoded) == len(clip.frames) == 25
+    assert (
+        np.abs(decoded[12][..., ::-1].astype(int) - clip.frames[12]).mean() < 6
+    )  # H.264 error only
+    side = _sidecar(out)
+    assert (side["identity"], side["kind"]) == (clip.identity, "talking")
+    np.testing.assert_allclose(side["landmarks"], clip.landmarks, atol=1e-3)
+    np.testing.assert_allclose(side["mouth_open"], clip.mouth_open, atol=1e-3)
 
 
 def test_corpus_has_several_identities_and_frame_rates(tmp_path: Path) -> None:
