@@ -1,0 +1,199 @@
+"""One video -> aligned, filtered face clips: the per-video recipe the curation job calls.
+
+    1. probe            media.probe + video filters (duration, fps, resolution, audio stream)
+    2. decode           media.iter_frames: 25 fps, batched, downscaled to media.max_side
+    3. shots            split at scene cuts and every clips.max_frames (bounds memory)
+    4. track            faces.FaceTracker: detector on keyframes, 68 landmarks on every frame
+    5. align            align.estimate_transforms + warp_to_crop per run of tracked frames
+    6. filter           filters.clip_filters (length, one face, face size, audio level, blur)
+
+Nothing raises for a bad input: every failure ends as a reject reason in `VideoOutcome`.
+Whisper features and the A/V sync filter run later, in the curation job's actor pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing.align import estimate_transforms, transform_points, warp_to_crop
+from preprocessing.config import PreprocessConfig
+from preprocessing.faces import FaceDetector, FaceTrack, FaceTracker, concat_tracks, smooth_track
+from preprocessing.filters import clip_filters, content_scores, run_filters, video_filters
+from preprocessing.media import MediaError, MediaInfo, iter_frames, load_audio, probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clip:
+    video_id: str
+    index: int
+    start_frame: int  # at `fps`, inclusive
+    end_frame: int  # at `fps`, exclusive
+    crops: np.ndarray  # [T, S, S, 3] uint8 RGB aligned faces
+    landmarks: np.ndarray  # [T, 68, 2] float32 in crop pixels
+    affine: np.ndarray  # [T, 2, 3] float32 crop <- source (source = decoded frame pixels, see source_scale)
+    audio: np.ndarray  # [N] float32 16 kHz, time zero = the clip's first frame
+    face_size: float  # median face width in original-video pixels
+    fps: float = 25.0
+    face_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # [K] faces per keyframe
+    source_scale: float = 1.0  # decoded pixels / original pixels (max_side downscale)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.video_id}-{self.index:04d}"
+
+    @property
+    def n_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+
+@dataclass
+class VideoOutcome:
+    info: MediaInfo | None
+    clips: list[Clip]
+    rejected_clips: list[tuple[str, str]]  # (reason, message) per rejected clip candidate
+    status: str  # "accepted" | "rejected"
+    reason: str | None  # why the whole video was rejected
+    message: str | None  # one human line
+
+
+@dataclass
+class _Shot:
+    start: int  # first frame index at 25 fps
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB (decoded size)
+    track: FaceTrack
+
+
+def _split_points(scores: np.ndarray, start: int, shot_start: int, last_cut: int, cfg: PreprocessConfig) -> list[int]:
+    """Offsets inside a batch where a new shot starts: scene cuts and the max clip length."""
+    points, shot = [], shot_start
+    for i, score in enumerate(scores):
+        frame = start + i
+        cut = score > cfg.filters.scene_threshold and frame - last_cut >= 5 and frame > 0
+        if cut or frame - shot >= cfg.clips.max_frames:
+            points.append(i)
+            shot = frame
+            last_cut = frame if cut else last_cut
+    return points
+
+
+def iter_shots(path: Path, info: MediaInfo, cfg: PreprocessConfig,
+               detector: FaceDetector | None = None) -> Iterator[_Shot]:
+    """Decode + track, yielding shots of <= clips.max_frames frames (only one shot in memory)."""
+    tracker = FaceTracker(cfg.face, detector)
+    prev_small, shot_start, last_cut = None, 0, -10**9
+    frames_buf: list[np.ndarray] = []
+    tracks_buf: list[FaceTrack] = []
+    for idx, frames in iter_frames(path, fps=cfg.media.fps, batch_size=cfg.media.batch_size,
+                                   max_side=cfg.media.max_side, num_threads=cfg.media.num_threads, info=info):
+        scores, prev_small = content_scores(frames, prev_small)  # [B]
+        points = _split_points(scores, int(idx[0]), shot_start, last_cut, cfg)
+        for a, b in zip([0, *points], [*points, len(frames)], strict=True):
+            if a in points:  # a new shot starts at batch offset a
+                if frames_buf:
+                    yield _Shot(shot_start, np.concatenate(frames_buf), concat_tracks(tracks_buf))
+                frames_buf, tracks_buf = [], []
+                shot_start = int(idx[a])
+                if scores[a] > cfg.filters.scene_threshold:
+                    last_cut = shot_start
+                    tracker.restart()
+            if b > a:
+                frames_buf.append(frames[a:b])
+                tracks_buf.append(tracker.track(frames[a:b]))
+    if frames_buf:
+        yield _Shot(shot_start, np.concatenate(frames_buf), concat_tracks(tracks_buf))
+
+
+def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float, sr: int) -> np.ndarray:
+    a, b = round(start / fps * sr), round(end / fps * sr)
+    out = audio[a:b]
+    return np.pad(out, (0, (b - a) - len(out))).astype(np.float32)  # [N] zero-padded past the end
+
+
+def _make_clip(shot: _Shot, a: int, b: int, audio: np.ndarray, cfg: PreprocessConfig, video_id: str,
+               scale: float) -> Clip:
+    track = smooth_track(shot.track.slice(a, b), cfg.face.smooth_sigma)
+    affine = estimate_transforms(track.landmarks, cfg.align, track.valid)  # [T, 2, 3]
+    crops = np.stack([warp_to_crop(f, m, cfg.align.size, cfg.align.interpolation)
+                      for f, m in zip(shot.frames[a:b], affine, strict=True)])  # [T, S, S, 3]
+    landmarks = np.stack([transform_points(lm, m) for lm, m in zip(track.landmarks, affine, strict=True)])
+    start = shot.start + a
+    return Clip(video_id, -1, start, start + (b - a), crops, landmarks.astype(np.float32), affine,
+                _audio_slice(audio, start, start + (b - a), cfg.media.fps, cfg.media.sample_rate),
+                float(np.median(track.face_size)) / scale, cfg.media.fps, track.face_counts, scale)
+
+
+def stream_clips(path: str | Path, cfg: PreprocessConfig, video_id: str, info: MediaInfo, audio: np.ndarray,
+                 detector: FaceDetector | None = None) -> Iterator[Clip | tuple[str, str]]:
+    """Yield accepted Clips (numbered 0, 1, ...) and (reason, message) for rejected candidates.
+
+    Memory stays at one shot of frames plus one clip of crops, whatever the video length.
+    May raise MediaError (decode failure); extract_clips turns it into a reject.
+    """
+    filters = clip_filters(cfg.filters, cfg.clips.min_frames)
+    scale = 1.0
+    if cfg.media.max_side and max(info.width, info.height) > cfg.media.max_side:
+        scale = cfg.media.max_side / max(info.width, info.height)
+    index = 0
+    for shot in iter_shots(Path(path), info, cfg, detector):
+        runs = _runs(shot.track.valid)
+        if not runs:
+            yield "no_face", f"frames {shot.start}-{shot.start + len(shot.frames)}: no face found"
+        for a, b in runs:
+            clip = _make_clip(shot, a, b, audio, cfg, video_id, scale)
+            verdict, clip.scores = run_filters(filters, clip)
+            if not verdict.keep:
+                yield verdict.reason, f"frames {clip.start_frame}-{clip.end_frame}: {verdict.reason} ({verdict.score:.3g})"
+                continue
+            clip.index, index = index, index + 1
+            yield clip
+
+
+def _rejected(info: MediaInfo | None, reason: str, message: str, rejected=()) -> VideoOutcome:
+    return VideoOutcome(info, [], list(rejected), "rejected", reason, message)
+
+
+def extract_clips(path: str | Path, cfg: PreprocessConfig, video_id: str,
+                  detector: FaceDetector | None = None) -> VideoOutcome:
+    """probe -> decode -> track -> align -> split -> filter, for one video. Never raises for bad media.
+
+    The accepted clips are returned in memory (fine for the few-minute videos of a talking-head
+    corpus); for hour-long inputs use `stream_clips`, which holds one shot at a time.
+    """
+    try:
+        info = probe(path)
+    except MediaError as exc:
+        return _rejected(None, exc.reason, str(exc))
+    if not info.has_video:
+        return _rejected(info, "no_video_stream", f"{path}: no video stream")
+    verdict, _ = run_filters(video_filters(cfg.filters), info)
+    if not verdict.keep:
+        return _rejected(info, verdict.reason, f"{path}: {verdict.reason} ({verdict.score:.3g})")
+    clips, rejected = [], []
+    try:
+        audio = load_audio(path, cfg.media.sample_rate, info)
+        for item in stream_clips(path, cfg, video_id, info, audio, detector):
+            (clips if isinstance(item, Clip) else rejected).append(item)
+    except MediaError as exc:
+        return _rejected(info, exc.reason, str(exc), rejected)
+    except Exception as exc:  # noqa: BLE001  a curation job must survive any one video
+        log.exception("unexpected failure on %s", path)
+        return _rejected(info, "processing_error", f"{path}: {type(exc).__name__}: {exc}", rejected)
+    if not clips:
+        counts = collections.Counter(reason for reason, _ in rejected)
+        reason = counts.most_common(1)[0][0] if counts else "no_clips"
+        return _rejected(info, reason, f"{path}: no usable clip ({dict(counts)})", rejected)
+    return VideoOutcome(info, clips, rejected, "accepted", None, None)

@@ -1,0 +1,204 @@
+"""Keep/reject filters with one signature: `filter(candidate) -> FilterResult(keep, reason, score)`.
+
+Video filters look at the probe (`MediaInfo`), clip filters at a `clips.Clip`; the curation job
+records `reason` (a stable code) and `score` for the dataset report. Scene cuts are not a filter
+but a splitter: `find_scene_cuts` returns the frames where a new shot starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from preprocessing.config import FilterConfig
+from preprocessing.media import MediaInfo
+
+if TYPE_CHECKING:
+    from preprocessing.clips import Clip
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    keep: bool
+    reason: str | None  # machine-readable reject code, None when kept
+    score: float  # the measured value the decision was made on
+
+    @classmethod
+    def ok(cls, score: float) -> FilterResult:
+        return cls(True, None, float(score))
+
+    @classmethod
+    def reject(cls, reason: str, score: float) -> FilterResult:
+        return cls(False, reason, float(score))
+
+
+Filter = Callable[[Any], FilterResult]
+
+
+def run_filters(filters: Sequence[tuple[str, Filter]], candidate: Any) -> tuple[FilterResult, dict[str, float]]:
+    """Apply named filters in order; stop at the first reject. Returns (verdict, {name: score})."""
+    scores: dict[str, float] = {}
+    for name, flt in filters:
+        result = flt(candidate)
+        scores[name] = result.score
+        if not result.keep:
+            return result, scores
+    return FilterResult.ok(1.0), scores
+
+
+# --- video filters (MediaInfo) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class DurationFilter:
+    min_s: float
+    max_s: float | None = None
+
+    def __call__(self, info: MediaInfo) -> FilterResult:
+        if info.duration_s < self.min_s:
+            return FilterResult.reject("too_short", info.duration_s)
+        if self.max_s is not None and info.duration_s > self.max_s:
+            return FilterResult.reject("too_long", info.duration_s)
+        return FilterResult.ok(info.duration_s)
+
+
+@dataclass(frozen=True)
+class FpsFilter:
+    min_fps: float
+    max_fps: float
+
+    def __call__(self, info: MediaInfo) -> FilterResult:
+        if not self.min_fps <= info.fps <= self.max_fps:
+            return FilterResult.reject("bad_fps", info.fps)
+        return FilterResult.ok(info.fps)
+
+
+@dataclass(frozen=True)
+class ResolutionFilter:
+    min_side: int
+    max_pixels: int | None = None
+
+    def __call__(self, info: MediaInfo) -> FilterResult:
+        side = min(info.width, info.height)
+        if side < self.min_side:
+            return FilterResult.reject("low_resolution", side)
+        if self.max_pixels is not None and info.width * info.height > self.max_pixels:
+            return FilterResult.reject("resolution_too_high", side)
+        return FilterResult.ok(side)
+
+
+@dataclass(frozen=True)
+class AudioStreamFilter:
+    def __call__(self, info: MediaInfo) -> FilterResult:
+        return FilterResult.ok(1.0) if info.has_audio else FilterResult.reject("no_audio_stream", 0.0)
+
+
+def video_filters(cfg: FilterConfig) -> list[tuple[str, Filter]]:
+    return [("duration", DurationFilter(cfg.min_duration_s, cfg.max_duration_s)),
+            ("fps", FpsFilter(cfg.min_fps, cfg.max_fps)),
+            ("resolution", ResolutionFilter(cfg.min_side, cfg.max_pixels)),
+            ("audio", AudioStreamFilter())]
+
+
+# --- clip filters (clips.Clip) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipLengthFilter:
+    min_frames: int
+
+    def __call__(self, clip: Clip) -> FilterResult:
+        n = clip.end_frame - clip.start_frame
+        return FilterResult.ok(n) if n >= self.min_frames else FilterResult.reject("clip_too_short", n)
+
+
+@dataclass(frozen=True)
+class FaceCountFilter:
+    """Exactly one face on every detector keyframe of the clip; score = worst keyframe's count."""
+
+    def __call__(self, clip: Clip) -> FilterResult:
+        counts = np.asarray(clip.face_counts)
+        if counts.size == 0 or counts.min() == 0:
+            return FilterResult.reject("no_face", 0)
+        if counts.max() > 1:
+            return FilterResult.reject("multiple_faces", counts.max())
+        return FilterResult.ok(1)
+
+
+@dataclass(frozen=True)
+class FaceSizeFilter:
+    min_size: float  # face width in source pixels
+
+    def __call__(self, clip: Clip) -> FilterResult:
+        ok = clip.face_size >= self.min_size
+        return FilterResult.ok(clip.face_size) if ok else FilterResult.reject("face_too_small", clip.face_size)
+
+
+def mouth_sharpness(crops: np.ndarray, landmarks: np.ndarray, step: int = 5) -> float:
+    """Median variance of Laplacian over the mouth box of every `step`-th crop [T, S, S, 3]."""
+    values = []
+    for crop, lm in zip(crops[::step], landmarks[::step], strict=True):
+        lo, hi = lm[48:68].min(0), lm[48:68].max(0)
+        pad = 0.25 * (hi - lo)
+        x0, y0 = np.maximum((lo - pad).astype(int), 0)
+        x1, y1 = np.minimum((hi + pad).astype(int) + 1, crop.shape[1::-1])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        gray = cv2.cvtColor(crop[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        values.append(cv2.Laplacian(gray, cv2.CV_64F).var())
+    return float(np.median(values)) if values else 0.0
+
+
+@dataclass(frozen=True)
+class BlurFilter:
+    min_variance: float
+
+    def __call__(self, clip: Clip) -> FilterResult:
+        score = mouth_sharpness(clip.crops, clip.landmarks)
+        return FilterResult.ok(score) if score >= self.min_variance else FilterResult.reject("blurry", score)
+
+
+@dataclass(frozen=True)
+class SilenceFilter:
+    min_rms_db: float
+
+    def __call__(self, clip: Clip) -> FilterResult:
+        rms = float(np.sqrt(np.mean(np.square(clip.audio, dtype=np.float64)))) if clip.audio.size else 0.0
+        db = 20 * np.log10(max(rms, 1e-10))
+        return FilterResult.ok(db) if db >= self.min_rms_db else FilterResult.reject("silent_audio", db)
+
+
+def clip_filters(cfg: FilterConfig, min_frames: int) -> list[tuple[str, Filter]]:
+    """Clip filters in cost order (cheap ones first). The sync filter runs later, with Whisper rows."""
+    return [("length", ClipLengthFilter(min_frames)), ("face_count", FaceCountFilter()),
+            ("face_size", FaceSizeFilter(cfg.min_face_size)), ("audio_level", SilenceFilter(cfg.min_audio_rms_db)),
+            ("blur", BlurFilter(cfg.min_blur))]
+
+
+# --- scene cuts ------------------------------------------------------------------------------
+def content_scores(frames: np.ndarray, previous: np.ndarray | None = None, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Content difference of each frame to the one before: mean |HSV diff| (0-255) on small frames.
+
+    frames [B, H, W, 3] uint8 RGB; `previous` is the last small frame of the previous batch.
+    Returns (scores [B] float32, last small frame to pass on). The first frame of a stream scores 0.
+    """
+    height = max(1, round(frames.shape[1] * width / frames.shape[2]))
+    small = np.stack([cv2.cvtColor(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA),
+                                   cv2.COLOR_RGB2HSV) for f in frames]).astype(np.int16)  # [B, h, w, 3]
+    prev = np.concatenate([small[:1] if previous is None else previous[None], small[:-1]])
+    return np.abs(small - prev).mean(axis=(1, 2, 3)).astype(np.float32), small[-1]
+
+
+def find_scene_cuts(frames_or_scores: np.ndarray, threshold: float = 30.0, min_gap: int = 5) -> list[int]:
+    """Frames where a new shot starts (content-difference detector).
+
+    Accepts frames [T, H, W, 3] uint8 RGB or precomputed scores [T] from `content_scores`.
+    Cuts closer than `min_gap` frames to the previous one are ignored (flashes, fast pans).
+    """
+    data = np.asarray(frames_or_scores)
+    scores = content_scores(data)[0] if data.ndim == 4 else data.astype(np.float32)
+    cuts: list[int] = []
+    for i in np.flatnonzero(scores > threshold):
+        if i > 0 and (not cuts or i - cuts[-1] >= min_gap):
+            cuts.append(int(i))
+    return cuts
