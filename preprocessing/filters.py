@@ -202,3 +202,51 @@ def find_scene_cuts(frames_or_scores: np.ndarray, threshold: float = 30.0, min_g
         if i > 0 and (not cuts or i - cuts[-1] >= min_gap):
             cuts.append(int(i))
     return cuts
+
+
+# --- A/V sync (needs Whisper rows: runs in the curation job after the feature actor pool) -----
+class SyncFilter:
+    """Reject clips whose lips do not follow the audio, using a trained SyncNet expert.
+
+    Loaded from `checkpoint` (iptalker_model weights file); the model package is imported lazily
+    so the other filters never pull torch in. Score = LSE-C style confidence.
+    """
+
+    def __init__(self, checkpoint: str, min_confidence: float = 1.5, max_offset: int = 3,
+                 search: int = 5, syncnet: Any = None):
+        import torch  # noqa: F401  (lazy: only this filter needs torch)
+
+        from iptalker_model.checkpoint import load_syncnet
+
+        self.syncnet = (syncnet if syncnet is not None else load_syncnet(checkpoint)).eval()
+        self.min_confidence, self.max_offset, self.search = min_confidence, max_offset, search
+
+    def measure(self, crops: np.ndarray, whisper_rows: np.ndarray) -> tuple[int, float]:
+        """crops [T, S, S, 3] uint8 RGB, whisper_rows [2T, D] -> (offset in frames, confidence)."""
+        import torch
+
+        from iptalker_model.syncnet import sync_offset_confidence
+
+        frames = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        rows = torch.from_numpy(np.asarray(whisper_rows, np.float32))
+        return sync_offset_confidence(self.syncnet, frames, rows, max_offset=self.search)
+
+    def __call__(self, candidate: tuple[Clip, np.ndarray]) -> FilterResult:
+        clip, rows = candidate
+        needed = self.syncnet.cfg.sync_frames + 2 * self.search
+        if clip.n_frames < needed or len(rows) < 2 * clip.n_frames:
+            return FilterResult.reject("sync_unmeasurable", clip.n_frames)
+        offset, confidence = self.measure(clip.crops, rows[:2 * clip.n_frames])
+        clip.scores["sync_offset"] = float(offset)
+        if abs(offset) > self.max_offset:
+            return FilterResult.reject("av_offset", confidence)
+        if confidence < self.min_confidence:
+            return FilterResult.reject("low_sync_confidence", confidence)
+        return FilterResult.ok(confidence)
+
+
+def sync_filter(cfg: FilterConfig) -> SyncFilter | None:
+    """The configured A/V sync filter, or None when no SyncNet checkpoint is set."""
+    if not cfg.syncnet_checkpoint:
+        return None
+    return SyncFilter(cfg.syncnet_checkpoint, cfg.min_sync_confidence, cfg.max_sync_offset)
