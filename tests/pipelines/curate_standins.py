@@ -79,3 +79,30 @@ def write_corpus(root: Path, n_good: int = 6, *, sleep: float = 0.0) -> dict[str
     (bad / "notes.txt").write_text("not a video: not listed")
     out.update(empty=bad / "empty.mp4", noface=bad / "noface.mp4")
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.pipelines.curate_standins OUT INPUT... [--address A] [--temp-dir D] [--set k=v]``:
+    a curation driver with stand-in stages, for tests that kill it or submit it to a cluster."""
+    import argparse
+
+    from pipelines.curate import run_curation
+    from pipelines.curate_config import CurateConfig
+    from pipelines.storage import StorageConfig
+    from preprocessing.config import PreprocessConfig
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("output")
+    ap.add_argument("inputs", nargs="+")
+    ap.add_argument("--address")
+    ap.add_argument("--temp-dir")
+    ap.add_argument("--shard-max-samples", type=int, default=2000)
+    args = ap.parse_args(argv)
+    cfg = CurateConfig(ray_temp_dir=args.temp_dir, shard_max_samples=args.shard_max_samples, num_workers=2)
+    summary = run_curation(args.inputs, args.output, cfg, PreprocessConfig(), StorageConfig(),
+                           ray_address=args.address, progress=False, stages=stages())
+    print(summary.render())
+
+
+if __name__ == "__main__":
+    main()
