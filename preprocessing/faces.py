@@ -168,7 +168,8 @@ class FaceTracker:
         keyframes, counts = [], []
         prev_lm = self._prev_lm
         for i, frame in enumerate(frames):
-            is_key = self._force or self._frame % self.cfg.detect_every == 0 or prev_lm is None
+            every = self.cfg.detect_every if prev_lm is not None else max(1, self.cfg.detect_every // 2)
+            is_key = self._force or self._frame % every == 0  # no face yet: look twice as often
             box = None
             if is_key:
                 box, count = self._detect(frame, prev_lm)

@@ -76,7 +76,7 @@ def test_blur_filter_sees_a_blurred_mouth(clip, talking):
     soft = BlurFilter(FilterConfig().min_blur)(blurred)
     assert sharp.keep and not soft.keep and soft.reason == "blurry" and soft.score < sharp.score / 4
     outcome = extract_clips(talking["blurry"], PreprocessConfig(), "blurry")  # blurred by ffmpeg
-    assert outcome.status == "rejected" and outcome.reason in {"blurry", "no_face"}
+    assert outcome.status == "rejected" and outcome.reason == "blurry"
 
 
 def test_silence_filter(clip):
