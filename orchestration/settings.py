@@ -20,8 +20,14 @@ from typing import Any
 import pydantic
 import yaml
 
+from iptalker_model.config import ModelConfig
+from iptalker_model.losses import LossConfig
+from pipelines.curate_config import CurateConfig
 from pipelines.errors import UserError
 from pipelines.storage import StorageConfig
+from pipelines.tracking import TrackingConfig
+from pipelines.train_config import TrainConfig
+from preprocessing.config import PreprocessConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_FILE = CONFIG_DIR / "local.yaml"
@@ -40,8 +46,16 @@ class RayConfig:
 
 @dataclass
 class Settings:
+    """Every section a job may read; each verb uses the ones it needs."""
+
     storage: StorageConfig = field(default_factory=StorageConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    model: ModelConfig = field(default_factory=ModelConfig.tiny)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
