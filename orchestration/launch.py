@@ -1,0 +1,189 @@
+"""Start the training workers: ``local``, ``torchrun``, ``deepspeed`` (hostfile) or ``ray`` (Ray Train).
+
+Whatever the launcher, every rank runs the same code (``pipelines.train_worker``) on the same job:
+the launcher resolves the settings once and writes ``<out_dir>/resolved_config.json``, which the
+workers read (Ray ships the dict itself, since its workers may not share a disk with the driver).
+S3 credentials never go into that file; workers take them from the usual AWS environment.
+
+  local      one process: this one
+  torchrun   N processes per node; one node (--standalone) or N nodes via c10d rendezvous at
+             master_addr:master_port (run the same command on every node)
+  deepspeed  DeepSpeed's runner: a hostfile (see infra/hostfile.example) for several nodes,
+             pdsh/ssh to reach them; without a hostfile, N local processes
+  ray        Ray Train TorchTrainer with nproc * nnodes workers (GPU or CPU), on a local Ray or
+             the cluster at ``ray_address``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LAUNCHERS = ("local", "torchrun", "deepspeed", "ray")
+WORKER_MODULE = "pipelines.train_worker"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------ the resolved job
+def _section(settings, name: str) -> dict:
+    value = settings.get(name) if isinstance(settings, dict) else getattr(settings, name, None)
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value):
+        return value.public_dict() if hasattr(value, "public_dict") else dataclasses.asdict(value)
+    return dict(value)
+
+
+def resolve_job(settings) -> dict:
+    """Settings (the ``Settings`` object or a dict with sections ``train``, ``model``, ``loss``,
+    ``tracking``, ``storage``) -> the validated, fully resolved job dict the workers train."""
+    from pipelines.train import TrainJob
+
+    raw = {name: _section(settings, name) for name in ("train", "model", "loss", "tracking", "storage")}
+    job = TrainJob.from_dict(raw)
+    if not job.train.data:
+        raise LaunchError("train.data is empty: pass --data URI (a curated dataset root)")
+    job.train.out_dir = str(Path(job.train.out_dir).resolve())
+    if not job.tracking.tracking_uri:  # pin the embedded store now so every worker agrees
+        job.tracking.tracking_uri = job.tracking.resolved_uri()
+    return job.to_dict()
+
+
+def write_job(job: dict) -> Path:
+    path = Path(job["train"]["out_dir"]) / "resolved_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(job, indent=2, sort_keys=True))
+    return path
+
+
+def worker_env(extra: dict | None = None) -> dict:
+    """Environment for worker processes: DeepSpeed on CPU without op compiles, repo importable."""
+    import torch
+
+    env = dict(os.environ)
+    env.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    env.setdefault("DS_BUILD_OPS", "0")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO_ROOT / ".cache" / "torch_extensions"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+# ------------------------------------------------------------------ commands
+def torchrun_command(config_path: Path, nproc: int, nnodes: int = 1, master_addr: str = "127.0.0.1",
+                     master_port: int = 29500, run_id: str = "iptalker") -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    if nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        cmd += [f"--nnodes={nnodes}", "--rdzv_backend=c10d",
+                f"--rdzv_endpoint={master_addr}:{master_port}", f"--rdzv_id={run_id}"]
+    return cmd + ["-m", WORKER_MODULE, "--config", str(config_path)]
+
+
+def deepspeed_command(config_path: Path, nproc: int, nnodes: int = 1, hostfile: str = "",
+                      master_addr: str = "", master_port: int = 29500) -> list[str]:
+    cmd = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={nproc}",
+           f"--num_nodes={nnodes}", f"--master_port={master_port}"]
+    if hostfile:
+        if not Path(hostfile).is_file():
+            raise LaunchError(f"hostfile {hostfile} not found (example: infra/hostfile.example)")
+        cmd.append(f"--hostfile={hostfile}")
+    if master_addr:
+        cmd.append(f"--master_addr={master_addr}")
+    return cmd + ["--module", WORKER_MODULE, "--config", str(config_path)]
+
+
+def _run(cmd: list[str], env: dict) -> None:
+    print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, env=env, cwd=os.getcwd())
+    if proc.returncode != 0:
+        raise LaunchError(f"training exited with code {proc.returncode}: {' '.join(cmd[:6])} ...")
+
+
+# ------------------------------------------------------------------ launchers
+def launch_local(job: dict) -> None:
+    """One process: this one (rank 0 of a world of one)."""
+    from pipelines.engines import free_port
+    from pipelines.train_worker import run
+
+    saved = dict(os.environ)
+    os.environ.update(worker_env({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                                  "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                                  "MASTER_PORT": str(free_port())}))
+    try:
+        run(job)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str | None,
+               temp_dir: str | None) -> None:
+    """Ray Train: ``num_workers`` TorchTrainer workers each run ``train_worker.ray_train_loop``."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from pipelines.train_worker import ray_train_loop
+
+    env = {k: v for k, v in worker_env().items()
+           if k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH"}
+    started = not ray.is_initialized()
+    if started:
+        kw = {"address": address} if address else {
+            "_temp_dir": temp_dir or tempfile.mkdtemp(prefix="ray-"), "include_dashboard": False}
+        ray.init(runtime_env={"env_vars": env}, **kw)
+    try:
+        if use_gpu is None:
+            use_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        trainer = TorchTrainer(
+            ray_train_loop, train_loop_config={"job": job},
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            run_config=RunConfig(name="iptalker-train",
+                                 storage_path=str(Path(job["train"]["out_dir"]) / "ray")))
+        trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes: int = 1,
+                    master_addr: str = "127.0.0.1", master_port: int = 29500, hostfile: str = "",
+                    ray_address: str | None = None, use_gpu: bool | None = None) -> dict:
+    """Resolve the job, write it to ``<out_dir>/resolved_config.json``, start the workers, wait.
+
+    ``nproc``: processes (GPUs) per node; ``nnodes``: nodes. Returns the run summary rank 0 wrote
+    (``<out_dir>/summary.json``: MLflow run id, final step and metrics, checkpoint path).
+    Raises LaunchError when the workers fail.
+    """
+    if launcher not in LAUNCHERS:
+        raise LaunchError(f"unknown launcher {launcher!r}; choose one of {list(LAUNCHERS)}")
+    job = resolve_job(settings)
+    config_path = write_job(job)
+    if launcher == "local":
+        if nproc * nnodes != 1:
+            raise LaunchError("launcher 'local' runs one process; use torchrun, deepspeed or ray")
+        launch_local(job)
+    elif launcher == "torchrun":
+        _run(torchrun_command(config_path, nproc, nnodes, master_addr, master_port,
+                              run_id=Path(job["train"]["out_dir"]).name), worker_env())
+    elif launcher == "deepspeed":
+        addr = master_addr if nnodes > 1 else ""
+        _run(deepspeed_command(config_path, nproc, nnodes, hostfile, addr, master_port), worker_env())
+    else:
+        ray_cfg = _section(settings, "ray")
+        launch_ray(job, nproc * nnodes, use_gpu, ray_address or ray_cfg.get("address"),
+                   ray_cfg.get("temp_dir"))
+    summary = Path(job["train"]["out_dir"]) / "summary.json"
+    return json.loads(summary.read_text()) if summary.is_file() else {"out_dir": job["train"]["out_dir"]}
