@@ -128,7 +128,7 @@ class ShardStream:
         self.workers = cfg.num_workers or max(1, int(res.get("CPU", 1) // cfg.cpus_per_video))
         gpus = cfg.whisper_num_gpus if cfg.whisper_num_gpus is not None else (1.0 if res.get("GPU") else 0.0)
         self.extract = make_extract_fn(cfg.cpus_per_video)
-        self.pool = make_whisper_pool(cfg.whisper_actors, preprocess.whisper, stages, cfg.whisper_num_cpus, gpus)
+        self.pool = make_whisper_pool(cfg.whisper_actors, preprocess, stages, cfg.whisper_num_cpus, gpus)
         self.whisper_dim = ray.get(self.pool[0].dim.remote())
         self.write = make_write_fn()
         self.entries: list[tuple[dict, Any]] = []  # the open shard: (input row, samples ref | None)

@@ -75,8 +75,9 @@ def _encode_frames(crops: np.ndarray, fps: float) -> bytes:
         return out.read_bytes()
 
 
-def clip_payload(clip: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """Everything of one clip but its Whisper features: encoded media, arrays, json, parquet row."""
+def clip_payload(clip: Any, row: dict[str, Any], keep_crops: bool = False) -> dict[str, Any]:
+    """Everything of one clip but its Whisper features: encoded media, arrays, json, parquet row
+    (plus the raw crops when the actor pool runs the A/V sync filter on them)."""
     from preprocessing.encode import encode_flac
 
     key = shards.sample_key(row["video_id"], int(clip.index))
@@ -91,7 +92,8 @@ def clip_payload(clip: Any, row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"score_{k}": v for k, v in scores.items()}, duration_s=t / fps)
     return {"key": key, "meta": meta, "row": flat, "frames_mp4": _encode_frames(clip.crops, fps),
             "audio_flac": encode_flac(clip.audio, shards.SAMPLE_RATE), "audio": np.asarray(clip.audio, np.float32),
-            "n_frames": t, "landmarks": clip.landmarks, "affine": clip.affine}
+            "n_frames": t, "landmarks": clip.landmarks, "affine": clip.affine,
+            "crops": clip.crops if keep_crops else None}
 
 
 def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Storage,
@@ -113,7 +115,8 @@ def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Stora
                 reason = outcome.reason or (outcome.rejected_clips[0][0] if outcome.rejected_clips else "no_clips")
                 message = outcome.message or (outcome.rejected_clips[0][1] if outcome.rejected_clips else "")
                 return reject(row, reason, message or "no clip passed the filters"), []
-            payload = [clip_payload(c, row) for c in outcome.clips]
+            payload = [clip_payload(c, row, keep_crops=bool(preprocess.filters.syncnet_checkpoint))
+                       for c in outcome.clips]
     except MediaError as e:
         return reject(row, e.reason, str(e)), []
     except Exception as e:  # noqa: BLE001 - one bad video never fails the job
@@ -132,23 +135,48 @@ def estimate_bytes(row: dict[str, Any], whisper_dim: int) -> int:
 
 
 class WhisperStage:
-    """Ray actor body: loads the encoder once, turns clip payloads into contract samples."""
+    """Ray actor body: loads the encoder (and the SyncNet filter, when configured) once, and turns
+    clip payloads into contract samples."""
 
-    def __init__(self, whisper_cfg: Any, stages: Stages):
-        self.extractor = stages.resolved().whisper(whisper_cfg)
+    def __init__(self, preprocess: Any, stages: Stages):
+        from preprocessing.filters import sync_filter
+
+        self.extractor = stages.resolved().whisper(preprocess.whisper)
+        self.sync = sync_filter(preprocess.filters)
 
     def dim(self) -> int:
         return int(self.extractor.dim)
 
-    def featurize(self, payload: list[dict[str, Any]]) -> list[shards.Sample] | str:
-        """[clip payload] -> [Sample]; an error string instead of raising (the writer records it)."""
+    def wants_crops(self) -> bool:
+        return self.sync is not None
+
+    def featurize(self, payload: list[dict[str, Any]]) -> tuple[list[shards.Sample], list[tuple[str, str]]] | str:
+        """[clip payload] -> ([Sample], [(reason, message)] of clips the sync filter dropped); an
+        error string instead of raising (the writer records it against the input)."""
         try:
             feats = self.extractor.batch([p["audio"] for p in payload], [p["n_frames"] for p in payload])
-            return [shards.Sample(p["key"], shards.encode_sample(
-                frames_mp4=p["frames_mp4"], audio_flac=p["audio_flac"], whisper=f, landmarks=p["landmarks"],
-                affine=p["affine"], meta=p["meta"]), p["row"]) for p, f in zip(payload, feats)]
+            samples, rejected = [], []
+            for p, f in zip(payload, feats):
+                if self.sync is not None and not self._in_sync(p, f, rejected):
+                    continue
+                samples.append(shards.Sample(p["key"], shards.encode_sample(
+                    frames_mp4=p["frames_mp4"], audio_flac=p["audio_flac"], whisper=f, landmarks=p["landmarks"],
+                    affine=p["affine"], meta=p["meta"]), p["row"]))
+            return samples, rejected
         except Exception as e:  # noqa: BLE001
             return f"{type(e).__name__}: {e}"
+
+    def _in_sync(self, p: dict[str, Any], feats: np.ndarray, rejected: list[tuple[str, str]]) -> bool:
+        from types import SimpleNamespace
+
+        clip = SimpleNamespace(n_frames=p["n_frames"], crops=p["crops"], scores={})
+        verdict = self.sync((clip, feats))
+        scores = {**clip.scores, "sync_confidence": float(verdict.score)}
+        p["meta"]["scores"].update(scores)
+        p["row"].update({f"score_{k}": v for k, v in scores.items()})
+        if not verdict.keep:
+            rejected.append((verdict.reason, f"clip {p['key']}: {verdict.reason} ({verdict.score:.3g})"))
+        return verdict.keep
 
 
 def write_shard_entries(storage: Storage, root: str, index: int, entries: list[tuple[dict, Any]],
@@ -169,8 +197,13 @@ def write_shard_entries(storage: Storage, root: str, index: int, entries: list[t
         if isinstance(got, str):
             rows.append(reject(row, "whisper_failed", got))
             continue
-        samples.extend(got)
-        rows.append({**row, "clips": len(got)})
+        kept, dropped = got
+        if not kept:
+            rows.append(reject(row, dropped[0][0] if dropped else "no_clips", dropped[0][1] if dropped else ""))
+            continue
+        samples.extend(kept)
+        rows.append({**row, "clips": len(kept), "rejected_clips": row["rejected_clips"] + len(dropped),
+                     "secs": sum(s.row["duration_s"] for s in kept)})
     record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, retries=retries,
                                                   backoff_s=backoff_s)
     return record, error, rows
@@ -184,13 +217,14 @@ def make_extract_fn(cpus: float) -> Any:
     return ray.remote(num_cpus=cpus, num_returns=2, max_retries=1)(process_video)
 
 
-def make_whisper_pool(n: int, whisper_cfg: Any, stages: Stages, cpus: float, gpus: float) -> list[Any]:
+def make_whisper_pool(n: int, preprocess: Any, stages: Stages, cpus: float, gpus: float) -> list[Any]:
+    """``n`` encoder actors; on a GPU cluster each takes a GPU and runs the encoder there."""
     import ray
 
-    if gpus > 0 and whisper_cfg.device == "cpu":
-        whisper_cfg = dataclasses.replace(whisper_cfg, device="cuda")
+    if gpus > 0 and preprocess.whisper.device == "cpu":
+        preprocess = dataclasses.replace(preprocess, whisper=dataclasses.replace(preprocess.whisper, device="cuda"))
     actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=1)(WhisperStage)
-    return [actor.remote(whisper_cfg, stages) for _ in range(max(1, n))]
+    return [actor.remote(preprocess, stages) for _ in range(max(1, n))]
 
 
 def make_write_fn() -> Any:

@@ -117,7 +117,7 @@ def test_inputs_from_a_csv_list_with_identities(ray_local, tmp_path):
 def test_s3_input_and_output(ray_local, tmp_path, s3_bucket):
     st = Storage()
     corpus = standins.write_corpus(tmp_path / "in", n_good=3)
-    for name, p in corpus.items():
+    for p in corpus.values():
         st.put(p, join(s3_bucket, "raw", p.parent.name, p.name))
     root = join(s3_bucket, "datasets/v1")
     summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(), PreprocessConfig(), StorageConfig(),
