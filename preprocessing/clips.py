@@ -68,8 +68,19 @@ class VideoOutcome:
 @dataclass
 class _Shot:
     start: int  # first frame index at 25 fps
-    frames: np.ndarray  # [T, H, W, 3] uint8 RGB (decoded size)
+    parts: list[np.ndarray]  # decoded batches [B, H, W, 3] uint8 RGB, kept as views (no copy)
     track: FaceTrack
+
+    def __len__(self) -> int:
+        return len(self.track)
+
+    def frames(self, a: int, b: int) -> Iterator[np.ndarray]:
+        """Frames a..b-1 of the shot, [H, W, 3] each."""
+        offset = 0
+        for part in self.parts:
+            lo, hi = max(a - offset, 0), min(b - offset, len(part))
+            yield from part[lo:hi]
+            offset += len(part)
 
 
 def _split_points(scores: np.ndarray, start: int, shot_start: int, last_cut: int, cfg: PreprocessConfig) -> list[int]:
@@ -99,7 +110,7 @@ def iter_shots(path: Path, info: MediaInfo, cfg: PreprocessConfig,
         for a, b in zip([0, *points], [*points, len(frames)], strict=True):
             if a in points:  # a new shot starts at batch offset a
                 if frames_buf:
-                    yield _Shot(shot_start, np.concatenate(frames_buf), concat_tracks(tracks_buf))
+                    yield _Shot(shot_start, frames_buf, concat_tracks(tracks_buf))
                 frames_buf, tracks_buf = [], []
                 shot_start = int(idx[a])
                 if scores[a] > cfg.filters.scene_threshold:
@@ -109,7 +120,7 @@ def iter_shots(path: Path, info: MediaInfo, cfg: PreprocessConfig,
                 frames_buf.append(frames[a:b])
                 tracks_buf.append(tracker.track(frames[a:b]))
     if frames_buf:
-        yield _Shot(shot_start, np.concatenate(frames_buf), concat_tracks(tracks_buf))
+        yield _Shot(shot_start, frames_buf, concat_tracks(tracks_buf))
 
 
 def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
@@ -128,7 +139,7 @@ def _make_clip(shot: _Shot, a: int, b: int, audio: np.ndarray, cfg: PreprocessCo
     track = smooth_track(shot.track.slice(a, b), cfg.face.smooth_sigma)
     affine = estimate_transforms(track.landmarks, cfg.align, track.valid)  # [T, 2, 3]
     crops = np.stack([warp_to_crop(f, m, cfg.align.size, cfg.align.interpolation)
-                      for f, m in zip(shot.frames[a:b], affine, strict=True)])  # [T, S, S, 3]
+                      for f, m in zip(shot.frames(a, b), affine, strict=True)])  # [T, S, S, 3]
     landmarks = np.stack([transform_points(lm, m) for lm, m in zip(track.landmarks, affine, strict=True)])
     start = shot.start + a
     return Clip(video_id, -1, start, start + (b - a), crops, landmarks.astype(np.float32), affine,
@@ -151,7 +162,7 @@ def stream_clips(path: str | Path, cfg: PreprocessConfig, video_id: str, info: M
     for shot in iter_shots(Path(path), info, cfg, detector):
         runs = _runs(shot.track.valid)
         if not runs:
-            yield "no_face", f"frames {shot.start}-{shot.start + len(shot.frames)}: no face found"
+            yield "no_face", f"frames {shot.start}-{shot.start + len(shot)}: no face found"
         for a, b in runs:
             clip = _make_clip(shot, a, b, audio, cfg, video_id, scale)
             verdict, clip.scores = run_filters(filters, clip)

@@ -163,7 +163,9 @@ def iter_frames(path: str | Path, *, fps: float = 25.0, batch_size: int = 32,
         except (RuntimeError, decord.DECORDError) as exc:
             raise MediaError("decode_failed", f"{path}: decoding failed near frame {unique[0]} "
                                               f"({str(exc)[:120]})") from exc
-        yield np.arange(start, start + len(wanted), dtype=np.int64), decoded[inverse]
+        if len(unique) < len(wanted):  # upsampling: repeat frames (a copy only in this case)
+            decoded = decoded[inverse]
+        yield np.arange(start, start + len(wanted), dtype=np.int64), decoded
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | None = None) -> np.ndarray:
