@@ -56,9 +56,11 @@ class TrainJob:
     @classmethod
     def from_dict(cls, d: dict) -> TrainJob:
         train = TrainConfig.from_dict(d.get("train", {}))
-        # the `model:` section overrides fields of the named preset (a full dict works too)
-        preset = ModelConfig.preset(train.model_preset).to_dict()
-        model = ModelConfig.from_dict({**preset, **(d.get("model") or {})})
+        # `model:` = fields over a named preset ({"preset": "paper", "image_size": 128}); a full
+        # ModelConfig dict (what the settings loader and to_dict produce) works as is
+        model = dict(d.get("model") or {})
+        preset = ModelConfig.preset(model.pop("preset", "tiny")).to_dict()
+        model = ModelConfig.from_dict({**preset, **model})
         loss = LossConfig.from_dict({"sync_window": model.sync_frames, **d.get("loss", {})})
         return cls(train, model, loss, TrackingConfig.from_dict(d.get("tracking", {})),
                    StorageConfig(**d.get("storage", {})))

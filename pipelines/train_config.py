@@ -21,7 +21,6 @@ class TrainConfig:
     # --- what to train, on what ---
     data: str = ""                      # dataset root (local path or s3://...) holding shards/
     stage: str = "syncnet"              # "syncnet" (the lip-sync expert) or "iptalker" (G + D)
-    model_preset: str = "tiny"          # ModelConfig.preset name; the `model:` section overrides fields
     syncnet_checkpoint: str = ""        # stage iptalker: exported SyncNet weights (frozen expert)
     out_dir: str = "runs/train"         # checkpoints, resolved config, samples
     # --- optimisation ---
