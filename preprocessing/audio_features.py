@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -103,7 +102,6 @@ class WhisperFeatureExtractor:
         self.encoder, self.dims = build_encoder(cfg)
         self.dim = self.dims.n_audio_state
         self.max_windows = max_windows_per_forward
-        self.config = asdict(cfg)
 
     def _mel(self, audio: np.ndarray, n_rows: int) -> torch.Tensor:
         """[n_mels, 2 * n_rows + N_FRAMES] log-mel of the audio cut/padded to n_rows rows."""

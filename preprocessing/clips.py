@@ -38,12 +38,12 @@ class Clip:
     end_frame: int  # at `fps`, exclusive
     crops: np.ndarray  # [T, S, S, 3] uint8 RGB aligned faces
     landmarks: np.ndarray  # [T, 68, 2] float32 in crop pixels
-    affine: np.ndarray  # [T, 2, 3] float32 crop <- source (source = decoded frame pixels, see source_scale)
+    affine: np.ndarray  # [T, 2, 3] float32 crop <- source, in the original video's pixels
     audio: np.ndarray  # [N] float32 16 kHz, time zero = the clip's first frame
     face_size: float  # median face width in original-video pixels
     fps: float = 25.0
     face_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # [K] faces per keyframe
-    source_scale: float = 1.0  # decoded pixels / original pixels (max_side downscale)
+    source_scale: float = 1.0  # decoded pixels / original pixels (the max_side downscale used)
     scores: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -142,7 +142,9 @@ def _make_clip(shot: _Shot, a: int, b: int, audio: np.ndarray, cfg: PreprocessCo
                       for f, m in zip(shot.frames(a, b), affine, strict=True)])  # [T, S, S, 3]
     landmarks = np.stack([transform_points(lm, m) for lm, m in zip(track.landmarks, affine, strict=True)])
     start = shot.start + a
-    return Clip(video_id, -1, start, start + (b - a), crops, landmarks.astype(np.float32), affine,
+    original = affine.copy()
+    original[:, :, :2] *= scale  # crop <- decoded becomes crop <- original pixels
+    return Clip(video_id, -1, start, start + (b - a), crops, landmarks.astype(np.float32), original,
                 _audio_slice(audio, start, start + (b - a), cfg.media.fps, cfg.media.sample_rate),
                 float(np.median(track.face_size)) / scale, cfg.media.fps, track.face_counts, scale)
 

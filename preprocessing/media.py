@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,6 +110,12 @@ def probe(path: str | Path) -> MediaInfo:
                      video.get("codec_name"))
 
 
+def _decord_message(exc: Exception) -> str:
+    """decord's error text without its '[hh:mm:ss] /src/file.cc:123: ' prefix, one line."""
+    line = (str(exc).strip().splitlines() or ["unknown error"])[-1]
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", line)[:160]
+
+
 def _open_reader(path: Path, info: MediaInfo, max_side: int | None, num_threads: int):
     """decord reader; decord applies the rotation itself and takes width/height after rotation."""
     width, height = -1, -1
@@ -120,7 +127,7 @@ def _open_reader(path: Path, info: MediaInfo, max_side: int | None, num_threads:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height,
                                   num_threads=num_threads)
     except (RuntimeError, decord.DECORDError) as exc:
-        raise MediaError("unreadable", f"{path}: video stream cannot be decoded ({str(exc)[:120]})") from exc
+        raise MediaError("unreadable", f"{path}: video stream cannot be decoded ({_decord_message(exc)})") from exc
 
 
 def resample_indices(timestamps_s: np.ndarray, fps: float, duration_s: float) -> np.ndarray:
@@ -162,7 +169,7 @@ def iter_frames(path: str | Path, *, fps: float = 25.0, batch_size: int = 32,
             decoded = reader.get_batch(unique.tolist()).asnumpy()  # [U, H, W, 3] uint8 RGB
         except (RuntimeError, decord.DECORDError) as exc:
             raise MediaError("decode_failed", f"{path}: decoding failed near frame {unique[0]} "
-                                              f"({str(exc)[:120]})") from exc
+                                              f"({_decord_message(exc)})") from exc
         if len(unique) < len(wanted):  # upsampling: repeat frames (a copy only in this case)
             decoded = decoded[inverse]
         yield np.arange(start, start + len(wanted), dtype=np.int64), decoded

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocessing.align import (estimate_transforms, five_points, invert_affine, lower_face_mask, paste_back,
-                                 template_points, transform_points, warp_to_crop)
+from preprocessing.align import (
+    estimate_transforms,
+    five_points,
+    invert_affine,
+    lower_face_mask,
+    paste_back,
+    template_points,
+    transform_points,
+    warp_to_crop,
+)
 from preprocessing.config import AlignConfig, FaceConfig
 from preprocessing.faces import track_faces
 from preprocessing.media import iter_frames

@@ -103,6 +103,11 @@ def test_4k_is_decoded_downscaled(bad_inputs):
     assert clip.source_scale == pytest.approx(1280 / 3840)
     assert clip.crops.shape[1:] == (256, 256, 3)
     assert clip.face_size > 300  # reported in original 4K pixels
+    # the affine maps original 4K pixels: crop landmarks map back onto the drawn face
+    truth = np.array(json.loads(bad_inputs["huge"].with_suffix(".json").read_text())["landmarks"], np.float32)
+    source = np.stack([transform_points(lm, invert_affine(a)) for lm, a in zip(clip.landmarks, clip.affine)])
+    err = np.linalg.norm(source - truth[clip.start_frame:clip.end_frame], axis=-1)
+    assert np.median(err) < 0.05 * clip.face_size
 
 
 def test_every_kind_is_covered():

@@ -11,9 +11,22 @@ import pytest
 from preprocessing.clips import extract_clips
 from preprocessing.config import FilterConfig, PreprocessConfig
 from preprocessing.encode import encode_mp4
-from preprocessing.filters import (BlurFilter, DurationFilter, FaceCountFilter, FaceSizeFilter, FilterResult,
-                                   FpsFilter, ResolutionFilter, SilenceFilter, SyncFilter, content_scores,
-                                   find_scene_cuts, run_filters, sync_filter, video_filters)
+from preprocessing.filters import (
+    BlurFilter,
+    DurationFilter,
+    FaceCountFilter,
+    FaceSizeFilter,
+    FilterResult,
+    FpsFilter,
+    ResolutionFilter,
+    SilenceFilter,
+    SyncFilter,
+    content_scores,
+    find_scene_cuts,
+    run_filters,
+    sync_filter,
+    video_filters,
+)
 from preprocessing.media import iter_frames, probe
 from preprocessing.synthetic import render_clip
 from tests.preprocessing.media_fixtures import ffmpeg, make_testsrc_clip
@@ -106,10 +119,10 @@ def test_extract_clips_splits_at_the_cut(talking):
 
 
 def _tiny_syncnet():
+    import torch
+
     from iptalker_model.config import ModelConfig
     from iptalker_model.syncnet import SyncNet
-
-    import torch
 
     torch.manual_seed(0)
     return SyncNet(ModelConfig.tiny())

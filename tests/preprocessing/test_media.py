@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import cv2  # noqa: F401  (before decord)
+import decord
 import numpy as np
 import pytest
 
-import cv2  # noqa: F401  (before decord)
-import decord
 from preprocessing.media import MediaError, iter_frames, load_audio, probe, resample_indices
 from tests.preprocessing.media_fixtures import ffmpeg, make_testsrc_clip
 
