@@ -36,6 +36,7 @@ from pipelines import shards
 from pipelines.curate_config import CurateConfig
 from pipelines.curate_index import build_index, counts, prepare_output, write_dataset_json
 from pipelines.curate_stages import Stages, estimate_bytes, input_row, reject
+from pipelines.errors import UserError
 from pipelines.identity import IdentityResolver
 from pipelines.inputs import InputItem, list_inputs
 from pipelines.storage import Storage, StorageConfig, join
@@ -129,7 +130,7 @@ class ShardStream:
         gpus = cfg.whisper_num_gpus if cfg.whisper_num_gpus is not None else (1.0 if res.get("GPU") else 0.0)
         self.extract = make_extract_fn(cfg.cpus_per_video)
         self.pool = make_whisper_pool(cfg.whisper_actors, preprocess, stages, cfg.whisper_num_cpus, gpus)
-        self.whisper_dim = ray.get(self.pool[0].dim.remote())
+        self._dim_ref, self.whisper_dim = self.pool[0].dim.remote(), 512  # the model loads meanwhile
         self.write = make_write_fn()
         self.entries: list[tuple[dict, Any]] = []  # the open shard: (input row, samples ref | None)
         self.open_bytes = self.open_samples = 0
@@ -148,7 +149,7 @@ class ShardStream:
                    dynamic_ncols=True, mininterval=1.0)
         try:
             while True:
-                while len(pending) < 2 * self.workers and (item := next(queue, None)) is not None:
+                while len(pending) < self.workers and (item := next(queue, None)) is not None:
                     row = self._initial_row(item, identities)
                     row_ref, payload_ref = self.extract.remote(item.uri, row, self.preprocess, self.storage, self.stages)
                     pending[row_ref] = (row, payload_ref)
@@ -182,13 +183,25 @@ class ShardStream:
             actor = self.pool[self._turn % len(self.pool)]
             self._turn += 1
             self.entries.append((row, actor.featurize.remote(payload_ref)))
-            self.open_bytes += estimate_bytes(row, self.whisper_dim)
+            self.open_bytes += estimate_bytes(row, self._dim())
             self.open_samples += row["clips"]
             self.clips_done += row["clips"]
         else:
             self.entries.append((row, None))
         if self.open_bytes >= self.cfg.shard_max_bytes or self.open_samples >= self.cfg.shard_max_samples:
             self._flush()
+
+    def _dim(self) -> int:
+        """The encoder width for shard-size estimates (a guess until the first actor has loaded)."""
+        import ray
+
+        if self._dim_ref is not None and ray.wait([self._dim_ref], timeout=0)[0]:
+            try:
+                self.whisper_dim, self._dim_ref = ray.get(self._dim_ref), None
+            except ray.exceptions.RayError as e:  # a config problem, not a per-video one: stop
+                raise UserError(f"the Whisper encoder could not be loaded (check preprocess.whisper): "
+                                f"{str(e).strip().splitlines()[-1]}") from None
+        return self.whisper_dim
 
     def _flush(self) -> None:
         """Commit the open shard in a Ray task (at most two writes in flight)."""
