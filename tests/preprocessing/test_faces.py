@@ -96,3 +96,18 @@ def test_restart_forces_detection_at_a_cut(clips):
     tracker.restart()
     second = tracker.track(frames[7:14])
     assert list(first.keyframes) == [0] and list(second.keyframes) == [0]
+
+
+def test_landmarks_follow_a_synthetic_talking_head(tmp_path):
+    """Generator ground truth (drawn landmarks, moving head, moving mouth) after a real encode/decode."""
+    from preprocessing.encode import encode_mp4
+    from preprocessing.synthetic import render_clip
+
+    clip = render_clip(5, seconds=2.0, size=(640, 360), fps=25, identity=2)
+    encode_mp4(clip.frames, clip.fps, tmp_path / "talk.mp4", audio=clip.audio)
+    track = track_faces(iter_frames(tmp_path / "talk.mp4"), FaceConfig())
+    assert track.valid.all() and (track.face_counts == 1).all()
+    err = np.linalg.norm(track.landmarks - clip.landmarks, axis=-1)  # [T, 68] px
+    width = np.linalg.norm(clip.landmarks[:, 16] - clip.landmarks[:, 0], axis=-1)
+    assert np.median(err) < 0.05 * width.mean()
+    np.testing.assert_allclose(np.median(track.face_size), np.median(width), rtol=0.15)
