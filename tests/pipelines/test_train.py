@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.launch import launch_training, resolve_job, torchrun_command, worker_env, write_job
+from orchestration.launch import (
+    launch_training,
+    resolve_job,
+    torchrun_command,
+    worker_env,
+    write_job,
+)
 from tests.pipelines.test_loader import write_corpus
 
 pytestmark = pytest.mark.slow
