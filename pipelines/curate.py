@@ -102,6 +102,7 @@ def ray_session(address: str | None, cfg: CurateConfig) -> Iterator[None]:
         yield
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit` entrypoints
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

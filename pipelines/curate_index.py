@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import subprocess
 import time
 from dataclasses import asdict, is_dataclass
@@ -22,6 +23,7 @@ from pipelines import shards
 from pipelines.storage import Storage, join
 
 REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger(__name__)
 
 
 def prepare_output(storage: Storage, root: str, overwrite: bool) -> tuple[dict[str, dict], int]:
@@ -64,6 +66,9 @@ def build_index(storage: Storage, root: str, listed_uris: list[str],
     inputs = pd.DataFrame(sorted(rows.values(), key=lambda r: r["uri"]))
     clip_frames = [pd.read_parquet(io.BytesIO(storage.read_bytes(s.parquet))) for s in done if s.record["samples"]]
     clips = pd.concat(clip_frames, ignore_index=True) if clip_frames else pd.DataFrame(columns=["key", "shard"])
+    duplicated = clips.loc[clips["key"].duplicated(), "key"].tolist()
+    if duplicated:  # only possible if a dead driver's write task committed after a rerun started
+        log.warning("%d sample keys occur in two committed shards, e.g. %s", len(duplicated), duplicated[:3])
     _write_parquet(storage, join(root, shards.INPUTS_PARQUET), inputs)
     _write_parquet(storage, join(root, shards.CLIPS_PARQUET), clips)
     return inputs, clips, done

@@ -8,6 +8,7 @@ listed in a few paginated calls, and hashing happens in the workers.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,7 +31,12 @@ def _read_list(storage: Storage, uri: str) -> list[InputItem]:
     if "uri" not in df.columns:
         raise UserError(f"input list {uri} needs a 'uri' column (has {list(df.columns)})")
     ids = df["identity"].astype(str) if "identity" in df.columns else [None] * len(df)
-    return [InputItem(str(u), i) for u, i in zip(df["uri"], ids)]
+    return [InputItem(_absolute(str(u)), i) for u, i in zip(df["uri"], ids)]
+
+
+def _absolute(uri: str) -> str:
+    """Local paths absolute, so that the video id (and resume) do not depend on the cwd."""
+    return uri if is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
 
 
 def _wanted(uri: str, extensions: tuple[str, ...]) -> bool:
@@ -46,7 +52,7 @@ def _expand(storage: Storage, spec: str, extensions: tuple[str, ...]) -> list[In
     if storage.isdir(spec) or (is_remote(spec) and not storage.exists(spec)):
         return [InputItem(u) for u in storage.find(spec) if _wanted(u, extensions)]
     if storage.exists(spec):
-        return [InputItem(spec)]  # named explicitly: kept whatever its extension (it may be bad)
+        return [InputItem(_absolute(spec))]  # named explicitly: kept whatever its extension
     raise UserError(f"input not found: {spec} (give a file, folder, glob, s3:// prefix, or .parquet/.csv list)")
 
 
