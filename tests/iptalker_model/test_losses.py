@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet
+from iptalker_model.losses import VGGPerceptual, flow_smoothness, load_perceptual, psnr, ssim
+from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
+from tests.iptalker_model.clips import random_batch
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return ModelConfig.tiny()
+
+
+def test_ssim_and_psnr_order_images_by_similarity():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    near, far = x + 0.05 * torch.randn(x.shape, generator=g), torch.rand(x.shape, generator=g) * 2 - 1
+    assert torch.isclose(ssim(x, x), torch.tensor(1.0))
+    assert ssim(x, near) > ssim(x, far)
+    assert psnr(x, near) > psnr(x, far) and psnr(x, near) > 25
+
+
+def test_flow_smoothness_is_zero_for_a_constant_flow():
+    assert flow_smoothness(torch.full((1, 5, 2, 16, 16), 3.0)) == 0
+    assert flow_smoothness(torch.randn(1, 5, 2, 16, 16)) > 0
+
+
+def test_generator_losses_terms_and_weighted_total(cfg):
+    torch.manual_seed(0)
+    lc = LossConfig(perceptual_weight=0.0)
+    losses = generator_losses(IPTalker(cfg), PatchDiscriminator(cfg), SyncNet(cfg), random_batch(cfg), lc)
+    terms = {k: v for k, v in losses.items() if k.endswith("_loss") and k != "total_loss"}
+    assert set(terms) == {"l1_loss", "ssim_loss", "mouth_l1_loss", "mouth_ssim_loss", "warp_loss",
+                          "flow_smooth_loss", "gan_loss", "sync_loss"}
+    total = sum(lc.weight(k) * v for k, v in terms.items())
+    assert torch.allclose(losses["total_loss"], total)
+    assert losses["output"].shape == random_batch(cfg)["frames"].shape
+
+
+def test_generator_losses_skip_missing_networks_and_warn_without_vgg(cfg):
+    with pytest.warns(UserWarning, match="perceptual loss skipped"):
+        load_perceptual.cache_clear()
+        losses = generator_losses(IPTalker(cfg), None, None, random_batch(cfg), LossConfig())
+    assert "gan_loss" not in losses and "sync_loss" not in losses and "perceptual_loss" not in losses
+    losses["total_loss"].backward()
+
+
+def test_perceptual_loss_loads_weights_from_a_path(cfg, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "vgg19.pth"
+    reference = VGGPerceptual()
+    torch.save({**reference.state_dict(), "classifier.0.weight": torch.zeros(1)}, path)
+    loaded = load_perceptual(str(path))
+    assert torch.equal(loaded.features[0].weight, reference.features[0].weight)
+    losses = generator_losses(IPTalker(cfg), None, None, random_batch(cfg),
+                              LossConfig(perceptual_weights=str(path)))
+    assert losses["perceptual_loss"] > 0
+    with pytest.raises(FileNotFoundError, match="perceptual_weights"):
+        load_perceptual(str(tmp_path / "missing.pth"))
+
+
+def test_discriminator_and_syncnet_losses(cfg):
+    b = random_batch(cfg)
+    d = discriminator_losses(PatchDiscriminator(cfg), b["frames"], b["frames"].flip(0).requires_grad_())
+    assert set(d) == {"real_loss", "fake_loss", "total_loss"}
+    d["total_loss"].backward()
+    s = syncnet_losses(SyncNet(cfg), b)
+    assert s["total_loss"] > 0 and isinstance(s["accuracy"], float) and 0 <= s["accuracy"] <= 1
