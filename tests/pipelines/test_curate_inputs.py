@@ -1,0 +1,73 @@
+"""Input listing and the identity-disjoint split (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.curate_config import CurateConfig
+from pipelines.errors import UserError
+from pipelines.identity import IdentityResolver
+from pipelines.inputs import InputItem, list_inputs
+from pipelines.storage import Storage, join
+
+EXT = CurateConfig().extensions
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return str(path)
+
+
+def test_dirs_globs_files_and_lists(tmp_path, monkeypatch):
+    st = Storage()
+    a, b = touch(tmp_path / "in/alice/a.mp4"), touch(tmp_path / "in/bob/b.MOV")
+    touch(tmp_path / "in/alice/a.json")  # sidecars are not inputs
+    touch(tmp_path / "in/alice/.tmp-123-a.mp4")  # nor temp files
+    odd = touch(tmp_path / "odd.bin")
+    assert [i.uri for i in list_inputs(st, [str(tmp_path / "in")], EXT)] == [a, b]
+    assert [i.uri for i in list_inputs(st, [str(tmp_path / "in/*/*.mp4")], EXT)] == [a]
+    monkeypatch.chdir(tmp_path)
+    assert [i.uri for i in list_inputs(st, ["odd.bin", a], EXT)] == [a, odd]  # named files kept, absolute
+    pd.DataFrame({"uri": [a, b], "identity": ["x", "y"]}).to_parquet(tmp_path / "list.parquet")
+    assert list_inputs(st, [str(tmp_path / "list.parquet")], EXT) == [InputItem(a, "x"), InputItem(b, "y")]
+    with pytest.raises(UserError, match="not found"):
+        list_inputs(st, [str(tmp_path / "missing")], EXT)
+
+
+def test_s3_prefix_listing(s3_bucket):
+    st = Storage()
+    for name in ("p1/v1.mp4", "p2/v2.mp4", "p2/v2.json"):
+        st.write_bytes(join(s3_bucket, "raw", name), b"x")
+    got = [i.uri for i in list_inputs(st, [join(s3_bucket, "raw")], EXT)]
+    assert got == [join(s3_bucket, "raw/p1/v1.mp4"), join(s3_bucket, "raw/p2/v2.mp4")]
+
+
+def test_identity_sources_and_disjoint_split(tmp_path):
+    st = Storage()
+    folder = IdentityResolver(CurateConfig(val_fraction=0.5), st)
+    assert folder.identity(InputItem("s3://b/raw/carol/clip1.mp4")) == "carol"
+    assert folder.identity(InputItem("/x/y.mp4", identity="dave")) == "dave"
+    ids = [f"person{i}" for i in range(200)]
+    splits = {i: folder.split(i) for i in ids}
+    assert 60 < sum(s == "val" for s in splits.values()) < 140  # ~half of the identities
+    assert splits == {i: IdentityResolver(CurateConfig(val_fraction=0.5), st).split(i) for i in ids}  # stable
+
+    mapping = tmp_path / "ids.json"
+    mapping.write_text(json.dumps({"clip1": "erin", "/abs/v.mp4": "frank"}))
+    cfg = CurateConfig(identity_source="mapping", identity_mapping=str(mapping), val_identities=("erin",))
+    mapped = IdentityResolver(cfg, st)
+    assert mapped.identity(InputItem("s3://b/raw/carol/clip1.mp4")) == "erin"
+    assert mapped.identity(InputItem("/abs/v.mp4")) == "frank"
+    assert mapped.identity(InputItem("/abs/other.mp4")) == "unknown"
+    assert mapped.split("erin") == "val"
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="curate.val_fraction"):
+        CurateConfig(val_fraction=1.5)
+    with pytest.raises(ValueError, match="curate.identity_mapping"):
+        CurateConfig(identity_source="mapping")
