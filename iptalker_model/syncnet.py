@@ -67,7 +67,7 @@ class SyncNet(nn.Module):
 
 @dataclass
 class SyncScores:
-    offset: int            # audio lag (frames) that best matches the video; 0 = in sync
+    offset: int            # video frame i matches the audio of frame i + offset; 0 = in sync
     confidence: float      # LSE-C style: median minus minimum of the mean distance over offsets
     min_distance: float    # LSE-D style: the mean embedding distance at the best offset
 
