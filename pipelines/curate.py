@@ -138,6 +138,7 @@ class ShardStream:
         self.writes: dict[Any, list[tuple[dict, Any]]] = {}  # write ref -> its entries
         self.uncommitted: list[dict] = []
         self.failed_writes = self.clips_done = self._turn = 0
+        self.cancelled: set[Any] = set()
 
     def run(self, todo: list[InputItem], identities: IdentityResolver, total: int) -> list[dict]:
         """Process ``todo``; return the rows of inputs that could not be committed."""
@@ -145,7 +146,7 @@ class ShardStream:
         from tqdm import tqdm
 
         queue = iter(todo)
-        pending: dict[Any, tuple[dict, Any]] = {}  # row ref -> (initial row, payload ref)
+        pending: dict[Any, tuple[dict, Any, float]] = {}  # row ref -> (initial row, payload ref, start)
         bar = tqdm(total=total, initial=total - len(todo), unit="video", desc="curate", disable=not self.progress,
                    dynamic_ncols=True, mininterval=1.0)
         try:
@@ -153,11 +154,14 @@ class ShardStream:
                 while len(pending) < self.workers and (item := next(queue, None)) is not None:
                     row = self._initial_row(item, identities)
                     row_ref, payload_ref = self.extract.remote(item.uri, row, self.preprocess, self.storage, self.stages)
-                    pending[row_ref] = (row, payload_ref)
+                    pending[row_ref] = (row, payload_ref, time.monotonic())
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                row, payload_ref = pending.pop(ready[0])
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+                if not ready:
+                    self._cancel_overdue(pending)
+                    continue
+                row, payload_ref, _ = pending.pop(ready[0])
                 self._add(self._result(ready[0], row), payload_ref)
                 bar.update(1)
                 bar.set_postfix_str(f"clips {self.clips_done} shards {self.next_shard}", refresh=False)
@@ -166,6 +170,16 @@ class ShardStream:
         finally:
             bar.close()
         return self.uncommitted
+
+    def _cancel_overdue(self, pending: dict[Any, tuple[dict, Any, float]]) -> None:
+        """A video that hangs (a decoder stuck on a pathological file) is killed and rejected."""
+        import ray
+
+        limit = self.cfg.video_timeout_s
+        for ref, (_, _, start) in pending.items():
+            if limit and ref not in self.cancelled and time.monotonic() - start > limit:
+                self.cancelled.add(ref)
+                ray.cancel(ref, force=True)
 
     def _initial_row(self, item: InputItem, identities: IdentityResolver) -> dict:
         identity = identities.identity(item)
@@ -177,6 +191,8 @@ class ShardStream:
         try:
             return ray.get(ref)
         except ray.exceptions.RayError as e:  # the worker died (decoder segfault, OOM): input rejected
+            if ref in self.cancelled:
+                return reject(row, "timeout", f"still running after curate.video_timeout_s={self.cfg.video_timeout_s}")
             return reject(row, "worker_crashed", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     def _add(self, row: dict, payload_ref: Any) -> None:

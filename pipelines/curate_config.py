@@ -20,6 +20,7 @@ class CurateConfig:
     # parallelism
     num_workers: int | None = None  # videos processed at once; None = the cluster's CPUs
     cpus_per_video: float = 1.0
+    video_timeout_s: float | None = 1800.0  # a video still running after this is killed, rejected
     whisper_actors: int = 1  # encoder pool size; each loads the model once
     whisper_num_cpus: float = 0.0  # CPU-only clusters: share cores (reserving one idles it)
     whisper_num_gpus: float | None = None  # None: 1 per actor when the cluster has GPUs, else 0

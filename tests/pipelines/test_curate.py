@@ -80,12 +80,14 @@ def test_every_input_accounted_and_packed_whole(ray_local, tmp_path):
     assert "8 inputs" in text and str(out / "report/index.html") in text
 
 
-def test_crashing_worker_does_not_fail_the_job(ray_local, tmp_path):
+def test_crashing_or_hanging_video_does_not_fail_the_job(ray_local, tmp_path):
     standins.write_corpus(tmp_path / "in", n_good=2)
     (tmp_path / "in/bad/segfault.mp4").write_text(json.dumps({"crash": True}))
-    summary = curate([tmp_path / "in"], tmp_path / "ds")
+    (tmp_path / "in/bad/hang.mp4").write_text(json.dumps({"sleep": 600}))
+    summary = curate([tmp_path / "in"], tmp_path / "ds", video_timeout_s=3.0)
     inputs = pd.read_parquet(tmp_path / "ds/index/inputs.parquet").set_index("uri")
     assert inputs.loc[str(tmp_path / "in/bad/segfault.mp4"), "reason"] == "worker_crashed"
+    assert inputs.loc[str(tmp_path / "in/bad/hang.mp4"), "reason"] == "timeout"
     assert summary.counts["accepted"] == 2
 
 
