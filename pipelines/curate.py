@@ -78,9 +78,12 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     committed, next_shard = prepare_output(store, root, overwrite)                    # 2
     todo = [it for it in items if it.uri not in committed]
     identities = IdentityResolver(cfg, store)                                         # 3
-    with ray_session(ray_address, cfg):
-        stream = ShardStream(cfg, preprocess, store, root, next_shard, stages or Stages(), progress)
-        uncommitted = stream.run(todo, identities, total=len(items))                  # 4, 5, 6
+    uncommitted, failed_writes = [], 0
+    if todo:  # nothing left (a finished resume): no Ray start, just the index and report again
+        with ray_session(ray_address, cfg):
+            stream = ShardStream(cfg, preprocess, store, root, next_shard, stages or Stages(), progress)
+            uncommitted = stream.run(todo, identities, total=len(items))              # 4, 5, 6
+            failed_writes = stream.failed_writes
     listed = [it.uri for it in items]
     index_inputs, clips, done = build_index(store, root, listed, uncommitted)         # 7
     c = counts(index_inputs, clips, done)
@@ -89,7 +92,7 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
                                                           "storage": storage.public_dict()}, c, done)
     paths = {"shards": join(root, shards.SHARDS_DIR), "index": join(root, shards.INDEX_DIR),
              "report": join(root, shards.REPORT_DIR, "index.html"), "dataset": join(root, shards.DATASET_JSON)}
-    return CurationSummary(root, c, len(items) - len(todo), stream.failed_writes, time.monotonic() - t0, paths)
+    return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths)
 
 
 @contextlib.contextmanager

@@ -102,6 +102,8 @@ def test_rerun_skips_done_inputs_and_overwrite_starts_over(ray_local, tmp_path):
     after = [s["__key__"] for s in all_samples(Storage(), str(out))]
     assert len(after) == len(set(after)) and set(after) - keys == {
         shards.sample_key(shards.video_id_for(str(tmp_path / "in/person0/late.mp4")), i) for i in range(2)}
+    unchanged = curate([tmp_path / "in"], out, shard_max_samples=2)  # nothing to do: index rebuilt only
+    assert unchanged.resumed_inputs == unchanged.counts["inputs"] and unchanged.counts["clips"] == len(after)
     third = run_curation([str(tmp_path / "in")], str(out), CurateConfig(), PreprocessConfig(), StorageConfig(),
                          overwrite=True, progress=False, stages=standins.stages())
     assert third.resumed_inputs == 0 and third.counts["shards"] == 1
