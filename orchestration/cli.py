@@ -63,6 +63,58 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curate(args: argparse.Namespace) -> int:
+    from pipelines.curate import run_curation
+
+    st = _settings(args)
+    summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
+                           ray_address=args.address or st.ray.address, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+    print(summary.render())
+    return 1 if summary.failed_shard_writes else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from orchestration.launch import launch_training
+
+    st = _settings(args)
+    changes = {"stage": args.stage, "resume": args.resume or st.train.resume}
+    if args.data:
+        changes["data"] = args.data
+    if args.out:
+        changes["out_dir"] = args.out
+    st.train = dataclasses.replace(st.train, **changes)
+    summary = launch_training(st, launcher=args.launcher, nproc=args.nproc, nnodes=args.nnodes,
+                              master_addr=args.master_addr, master_port=args.master_port,
+                              hostfile=args.hostfile, ray_address=args.address, use_gpu=args.gpu)
+    print(_train_summary(summary))
+    return 0
+
+
+def _train_summary(summary: dict) -> str:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(summary.get("metrics", {}).items())
+                        if isinstance(v, int | float))
+    parts = [f"Trained stage {summary.get('stage', '?')} to step {summary.get('step', '?')} "
+             f"({summary.get('status', 'unknown status')})"]
+    if metrics:
+        parts.append(f"final {metrics}")
+    if summary.get("mlflow_run_id"):
+        parts.append(f"MLflow run {summary['mlflow_run_id']} at {summary.get('tracking_uri', '?')}")
+    parts.append(f"checkpoints: {summary.get('checkpoints') or summary.get('out_dir')}")
+    return "; ".join(parts) + "."
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipelines.export import export_checkpoint
+
+    _settings(args)
+    out = export_checkpoint(args.checkpoint, args.out, tag=args.tag)
+    print(f"exported fp32 weights + model config to {out}")
+    return 0
+
+
 def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -79,6 +131,34 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--videos", type=int, default=4, help="number of good videos")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bad", action="store_true", help="also write every bad/edge input kind")
+
+    p = verb("curate", cmd_curate, "curate raw videos into WebDataset shards + index + report (Ray)")
+    p.add_argument("--input", nargs="+", required=True, metavar="URI",
+                   help="folders, globs, s3:// prefixes, files, or .parquet/.csv lists of URIs")
+    p.add_argument("--output", required=True, metavar="URI", help="dataset root (folder or s3://bucket/prefix)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: ray.address, else in-process)")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = verb("train", cmd_train, "train SyncNet or IPTalker with DeepSpeed ZeRO")
+    p.add_argument("--data", default=None, metavar="URI", help="curated dataset root (default: train.data)")
+    p.add_argument("--stage", choices=("syncnet", "iptalker"), required=True)
+    p.add_argument("--out", default=None, help="run folder for checkpoints (default: train.out_dir)")
+    p.add_argument("--launcher", choices=("local", "torchrun", "deepspeed", "ray"), default="local")
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per node")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--master-addr", default="127.0.0.1", help="rendezvous host (torchrun/deepspeed, multi-node)")
+    p.add_argument("--master-port", type=int, default=29500)
+    p.add_argument("--hostfile", default="", help="DeepSpeed hostfile (see infra/hostfile.example)")
+    p.add_argument("--address", default=None, help="Ray cluster for --launcher ray (default: ray.address)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="Ray workers on GPUs (default: when the cluster has them)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+
+    p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (a run's checkpoints/<stage>)")
+    p.add_argument("--out", required=True, help="output .pt file (weights + model config)")
+    p.add_argument("--tag", default=None, help="checkpoint tag (default: latest)")
     return verbs
 
 
@@ -95,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return EXIT_USER_ERROR
+    from orchestration.launch import LaunchError
+
     try:
         return verbs[args.verb](args)
-    except UserError as e:
+    except (UserError, LaunchError) as e:  # ConfigError is a UserError
         print(f"iptalker {args.verb}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        print(f"iptalker {args.verb}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        detail = f"{e.strerror}: {e.filename}" if e.filename else str(e)
+        print(f"iptalker {args.verb}: error: {detail}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"iptalker {args.verb}: interrupted", file=sys.stderr)
