@@ -115,6 +115,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+
+    paths = run_demo(_settings(args), args.out, videos=args.videos, seed=args.seed, steps=args.steps)
+    print("Demo finished. Wrote: " + "; ".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
 def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -125,6 +133,11 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
         return p
 
     verb("version", cmd_version, "print the installed version")
+    p = verb("demo", cmd_demo, "the whole pipeline on a generated corpus, locally")
+    p.add_argument("--out", default="demo-out", help="folder for everything the demo writes")
+    p.add_argument("--videos", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=30, help="optimizer steps per training stage")
     verb("config", cmd_config, "print the resolved settings (credentials masked)")
     p = verb("synth", cmd_synth, "write synthetic talking-head videos (tests, demo)")
     p.add_argument("--out", required=True, help="output folder")
