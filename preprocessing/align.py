@@ -97,10 +97,32 @@ def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def warp_to_crop(frame: np.ndarray, affine: np.ndarray, size: int, interpolation: str = "cubic") -> np.ndarray:
+def warp_to_crop(frame: np.ndarray, affine: np.ndarray, size: int, interpolation: str = "linear") -> np.ndarray:
     """[H, W, 3] uint8 -> aligned crop [size, size, 3] uint8 (edges replicated outside the frame)."""
     return cv2.warpAffine(frame, np.asarray(affine, np.float64), (size, size), flags=_INTERP[interpolation],
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_bounds(affine: np.ndarray, size: int, frame_hw: tuple[int, int], margin: float = 0.25) -> tuple[int, int, int, int]:
+    """Source box (x0, y0, x1, y1) the crop of `affine` samples from, grown by `margin` x its side.
+
+    Lets a caller keep only this region of each frame until the smoothed transform is known.
+    """
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    src = transform_points(corners, invert_affine(affine))
+    lo, hi = src.min(0), src.max(0)
+    pad = margin * (hi - lo)
+    h, w = frame_hw
+    x0, y0 = np.clip(np.floor(lo - pad), 0, [w, h]).astype(int)
+    x1, y1 = np.clip(np.ceil(hi + pad), 0, [w, h]).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def shift_affine(affine: np.ndarray, x0: float, y0: float) -> np.ndarray:
+    """crop <- source transform -> crop <- region whose top-left corner is source (x0, y0)."""
+    out = np.array(affine, np.float64)
+    out[:, 2] += out[:, :2] @ np.array([x0, y0], np.float64)
+    return out
 
 
 def lower_face_mask(size: int, top: float = 0.5, feather: float = 0.04) -> np.ndarray:

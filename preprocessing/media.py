@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -196,3 +198,46 @@ def load_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | Non
         raise MediaError("audio_decode_failed", f"{path}: audio cannot be decoded ({detail[0][:160]})")
     usable = len(proc.stdout) // 4 * 4
     return np.frombuffer(proc.stdout[:usable], dtype="<f4").astype(np.float32)
+
+
+def prefetch(batches: Iterator, depth: int = 2) -> Iterator:
+    """Run `batches` in a background thread, `depth` items ahead (bounded memory).
+
+    decord and ffmpeg release the GIL while decoding, so the next batch decodes while the caller
+    tracks faces on the current one. Exceptions (MediaError...) are re-raised in the caller.
+    """
+    if depth <= 0:
+        yield from batches
+        return
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("end", done))
+        except BaseException as exc:  # noqa: BLE001  handed to the consumer
+            items.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="decode-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -123,3 +123,15 @@ def test_unexpected_failures_become_a_reject(corpus):
     outcome = extract_clips(corpus[0], PreprocessConfig(), "v", detector=_BrokenDetector())
     assert outcome.status == "rejected" and outcome.reason == "processing_error"
     assert "detector crashed" in outcome.message
+
+
+def test_crops_equal_a_full_frame_warp(corpus, outcomes):
+    """Shots keep only face regions; the crops must be exactly what warping whole frames gives."""
+    from preprocessing.align import warp_to_crop
+    from preprocessing.media import iter_frames
+
+    frames = np.concatenate([f for _, f in iter_frames(corpus[1])])  # the 30 fps video, resampled
+    clip = outcomes[1].clips[0]
+    for t in (0, clip.n_frames // 2, clip.n_frames - 1):
+        expected = warp_to_crop(frames[clip.start_frame + t], clip.affine[t], 256)
+        np.testing.assert_array_equal(clip.crops[t], expected)
