@@ -106,3 +106,19 @@ def test_resample_indices_up_and_down():
     stamps = np.arange(10) / 10.0  # 10 fps source: each frame shown 2-3 times
     idx = resample_indices(stamps, 25.0, 1.0)
     assert len(idx) == 25 and idx[0] == 0 and idx[-1] == 9 and np.all(np.diff(idx) >= 0)
+
+
+def test_prefetch_yields_the_same_batches_and_reraises(media_dir):
+    from preprocessing.media import prefetch
+
+    direct = [f for _, f in iter_frames(media_dir / "ok.mp4", batch_size=8)]
+    ahead = [f for _, f in prefetch(iter_frames(media_dir / "ok.mp4", batch_size=8), depth=2)]
+    assert len(direct) == len(ahead)
+    for a, b in zip(direct, ahead, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(MediaError) as err:
+        list(prefetch(iter_frames(media_dir / "audio_only.m4a"), depth=2))
+    assert err.value.reason == "no_video_stream"
+    stream = prefetch(iter_frames(media_dir / "ok.mp4", batch_size=4), depth=1)
+    next(stream)
+    stream.close()  # stopping early must not hang on the full queue
