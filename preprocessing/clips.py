@@ -2,7 +2,7 @@
 
     1. probe            media.probe + video filters (duration, fps, resolution, audio stream)
     2. decode           media.iter_frames: 25 fps, batched, downscaled to media.max_side
-    3. shots            split at scene cuts and every clips.max_frames (bounds memory)
+    3. shots            split at scene cuts and every clips.max_frames; keep face regions only
     4. track            faces.FaceTracker: detector on keyframes, 68 landmarks on every frame
     5. align            align.estimate_transforms + warp_to_crop per run of tracked frames
     6. filter           filters.clip_filters (length, one face, face size, audio level, blur)
@@ -184,7 +184,8 @@ def stream_clips(path: str | Path, cfg: PreprocessConfig, video_id: str, info: M
     """Yield accepted Clips (numbered 0, 1, ...) and (reason, message) for rejected candidates.
 
     `audio` is the whole [N] float32 16 kHz track, or a Future of it (decoded while frames decode).
-    Memory stays at one shot of frames plus one clip of crops, whatever the video length.
+    Memory stays at one decoded batch, one shot of face regions and one clip of crops, whatever
+    the video length.
     May raise MediaError (decode failure); extract_clips turns it into a reject.
     """
     filters = clip_filters(cfg.filters, cfg.clips.min_frames)
@@ -237,7 +238,8 @@ def extract_clips(path: str | Path, cfg: PreprocessConfig, video_id: str,
         return _rejected(info, exc.reason, str(exc), rejected)
     except Exception as exc:  # noqa: BLE001  a curation job must survive any one video
         log.exception("unexpected failure on %s", path)
-        return _rejected(info, "processing_error", f"{path}: {type(exc).__name__}: {exc}", rejected)
+        detail = " ".join(str(exc).split())[:200]  # one line
+        return _rejected(info, "processing_error", f"{path}: {type(exc).__name__}: {detail}", rejected)
     if not clips:
         counts = collections.Counter(reason for reason, _ in rejected)
         reason = counts.most_common(1)[0][0] if counts else "no_clips"

@@ -131,7 +131,7 @@ class FaceTracker:
 
     def restart(self) -> None:
         """Forget the face (call at a scene cut): the next frame is a keyframe."""
-        self._force, self._box_rel, self._prev_lm = True, None, None
+        self._force, self._box_rel, self._prev_lm, self._missed = True, None, None, 0
 
     def _choose(self, boxes: list[Box], prev: np.ndarray | None) -> Box | None:
         if not boxes:
