@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -83,11 +85,15 @@ def check_dataset(storage: Storage, root: str, listed: set[str], uri_of) -> None
         assert len(meta["source_sha256"]) == 64 and meta["face_size"] > 0 and "blur" in meta["scores"]
 
 
-def test_curate_end_to_end_local(corpus, tmp_path):
+def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
     out = tmp_path / "ds"
-    cfg = CurateConfig(ray_temp_dir=f"/tmp/rt-e{os.getpid()}", shard_max_samples=2)
-    summary = run_curation([str(corpus)], str(out), cfg, PreprocessConfig(), StorageConfig(), progress=False)
-    assert str(out / "report" / "index.html") in summary.render()
+    cmd = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(corpus), "--output", str(out),
+           "--set", f"curate.ray_temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert str(out / "report" / "index.html") in run.stdout and "rejected" in run.stdout  # the summary
+    assert "video/s" in run.stderr or "s/video" in run.stderr  # the progress bar (rate, ETA)
     check_dataset(Storage(), str(out), video_files(corpus), lambda rel: str(corpus / rel))
     doc = json.loads((out / "dataset.json").read_text())
     assert doc["counts"]["inputs"] == len(video_files(corpus)) and doc["counts"]["shards"] >= 2
