@@ -99,3 +99,15 @@ def test_lower_face_mask_is_feathered():
     assert mask.shape == (256, 256) and mask.dtype == np.float32
     assert mask[:128].max() == 0.0 and mask[185, 128] > 0.95
     assert ((mask > 0.05) & (mask < 0.95)).sum() > 1000  # a soft edge, not a hard cut
+
+
+def test_warping_a_region_equals_warping_the_frame(tracked):
+    from preprocessing.align import crop_bounds, shift_affine
+
+    frames, track = tracked
+    affine = estimate_transforms(track.landmarks[:1], AlignConfig())[0]
+    x0, y0, x1, y1 = crop_bounds(affine, 256, frames[0].shape[:2])
+    assert 0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 720 and (x1 - x0) * (y1 - y0) < 0.3 * 1280 * 720
+    region = frames[0][y0:y1, x0:x1].copy()
+    np.testing.assert_array_equal(warp_to_crop(region, shift_affine(affine, x0, y0), 256),
+                                  warp_to_crop(frames[0], affine, 256))
