@@ -1,12 +1,14 @@
-"""End-to-end training: 2 ranks (gloo, CPU) under torchrun with ZeRO-2, both stages, MLflow (sqlite),
-export; ZeRO-3 smoke; SIGKILL + resume keeps the step counter, the LR schedule and the MLflow run.
+"""End-to-end training through the CLI: 2 ranks (gloo, CPU) under torchrun with ZeRO-2, both
+stages, MLflow (sqlite), export; ZeRO-3 smoke; SIGKILL + resume keeps the step counter, the LR
+schedule and the MLflow run; the Ray launcher with 2 CPU workers.
 
-Debug-size model at 32 px on the synthetic corpus of ``test_loader.write_corpus``.
+Debug-size model at 32 px on a really curated (``iptalker curate``) synthetic corpus.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -23,14 +25,23 @@ from orchestration.launch import (
     worker_env,
     write_job,
 )
-from tests.pipelines.test_loader import write_corpus
 
 pytestmark = pytest.mark.slow
+CLI = str(Path(sys.executable).with_name("iptalker"))
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return write_corpus(str(tmp_path_factory.mktemp("corpus")), videos=4, clips=2, frames=40)
+    """Real curation (``iptalker curate``) of synthetic talking heads: 2 identities, one in val."""
+    from preprocessing.synthetic import generate_corpus
+
+    root = tmp_path_factory.mktemp("curated")
+    generate_corpus(root / "raw", 4, seed=7, n_identities=2, seconds=(3.0, 3.0))
+    subprocess.run([CLI, "curate", "--input", str(root / "raw"), "--output", str(root / "ds"),
+                    "--no-progress", "--set", 'curate.val_identities=["id01"]',
+                    "--set", f"curate.ray_temp_dir=/tmp/rt-tr{os.getpid()}",
+                    "--set", "curate.shard_max_samples=2"], check=True, env=worker_env())
+    return str(root / "ds")
 
 
 def settings(corpus: str, tmp: Path, stage: str, **train) -> dict:
@@ -38,6 +49,21 @@ def settings(corpus: str, tmp: Path, stage: str, **train) -> dict:
             "log_every": 5, "val_every": 15, "save_every": 15, "num_workers": 1, "zero_stage": 2}
     return {"train": {**base, **train}, "model": {"preset": "tiny", "image_size": 32},
             "tracking": {"tracking_uri": f"sqlite:///{tmp / 'mlruns.db'}", "experiment": "test"}}
+
+
+def cli_train(corpus: str, tmp: Path, stage: str, *sets: str, resume: bool = False):
+    """``iptalker train`` with 2 torchrun ranks (gloo) and ZeRO-2; returns (summary, stderr)."""
+    out = tmp / stage
+    cmd = [CLI, "train", "--data", corpus, "--stage", stage, "--launcher", "torchrun", "--nproc", "2",
+           "--out", str(out), "--set", "model.image_size=32", "--set", "train.zero_stage=2",
+           "--set", f"tracking.tracking_uri=sqlite:///{tmp / 'mlruns.db'}",
+           "--set", "tracking.experiment=test", "--set", "train.max_steps=30",
+           "--set", "train.log_every=5", "--set", "train.val_every=15", "--set", "train.save_every=15"]
+    cmd += [a for s in sets for a in ("--set", s)] + (["--resume"] if resume else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Trained stage" in proc.stdout and "MLflow run" in proc.stdout  # the one-paragraph summary
+    return json.loads((out / "summary.json").read_text()), proc.stderr
 
 
 def mlflow_run(summary: dict):
@@ -60,22 +86,23 @@ def assert_tracked_and_learning(summary: dict, loss_key: str = "total_loss") -> 
     assert samples and samples[0].endswith(".png")
 
 
-def test_both_stages_zero2_torchrun_then_export(corpus, tmp_path):
+def test_cli_both_stages_zero2_torchrun_then_export(corpus, tmp_path):
     from iptalker_model.checkpoint import load_iptalker, load_syncnet
-    from pipelines.export import export_checkpoint
 
-    expert = launch_training(settings(corpus, tmp_path, "syncnet"), launcher="torchrun", nproc=2)
+    expert, _ = cli_train(corpus, tmp_path, "syncnet")
     assert expert["status"] == "FINISHED" and expert["step"] == 30
     assert_tracked_and_learning(expert)
-    syncnet_path = export_checkpoint(expert["out_dir"], tmp_path / "syncnet.pt")
+    syncnet_path = tmp_path / "syncnet.pt"
+    subprocess.run([CLI, "export", "--checkpoint", expert["out_dir"], "--out", str(syncnet_path)],
+                   check=True, env=worker_env())
     assert load_syncnet(syncnet_path).cfg.image_size == 32
 
-    gen = launch_training(settings(corpus, tmp_path, "iptalker", syncnet_checkpoint=str(syncnet_path)),
-                          launcher="torchrun", nproc=2)
+    gen, _ = cli_train(corpus, tmp_path, "iptalker", f"train.syncnet_checkpoint={syncnet_path}")
     assert gen["step"] == 30 and "sync_loss" in gen["metrics"]
     assert_tracked_and_learning(gen)
-    model = load_iptalker(export_checkpoint(gen["out_dir"], tmp_path / "iptalker.pt"))  # weights_only
-    assert model.cfg.image_size == 32
+    subprocess.run([CLI, "export", "--checkpoint", gen["out_dir"], "--out", str(tmp_path / "g.pt")],
+                   check=True, env=worker_env())
+    assert load_iptalker(tmp_path / "g.pt").cfg.image_size == 32  # weights_only=True inside
 
 
 def test_zero3_smoke_and_export(corpus, tmp_path):
@@ -99,7 +126,7 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def test_sigkill_then_resume_continues_step_lr_and_run(corpus, tmp_path, capfd):
+def test_sigkill_then_resume_continues_step_lr_and_run(corpus, tmp_path):
     s = settings(corpus, tmp_path, "syncnet", max_steps=60, save_every=5, val_every=60)
     config_path = write_job(resolve_job(s))
     latest = tmp_path / "syncnet" / "checkpoints" / "model" / "latest"
@@ -117,9 +144,9 @@ def test_sigkill_then_resume_continues_step_lr_and_run(corpus, tmp_path, capfd):
     killed_at = int(latest.read_text().strip().split("_")[1])
     assert 0 < killed_at < 60, "the run finished before it could be killed"
 
-    s["train"]["resume"] = True
-    summary = launch_training(s, launcher="torchrun", nproc=2)
-    assert f"resumed at step {killed_at}" in capfd.readouterr().err
+    summary, stderr = cli_train(corpus, tmp_path, "syncnet", "train.max_steps=60",
+                                "train.save_every=5", "train.val_every=60", resume=True)
+    assert f"resumed at step {killed_at}" in stderr
     assert summary["step"] == 60
     client, run = mlflow_run(summary)
     runs = client.search_runs([run.info.experiment_id])
