@@ -17,6 +17,7 @@ import webdataset as wds
 
 from pipelines import shards
 from pipelines.storage import Storage
+from preprocessing.synthetic import generate_corpus, write_bad_inputs
 from tests.conftest import REPO, free_port
 from tests.pipelines import curate_standins as standins
 
@@ -96,8 +97,10 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     assert len(inputs) == 14 and inputs["uri"].is_unique and (inputs["reason"] != "not_processed").all()
 
 
-def test_job_runs_on_a_started_local_ray_cluster(tmp_path):
-    standins.write_corpus(tmp_path / "in", n_good=4)
+def test_cli_job_runs_on_a_started_local_ray_cluster(tmp_path):
+    """``iptalker curate --address`` with the real stages, on a cluster this test starts."""
+    generate_corpus(tmp_path / "in/talk", 2, seed=5, n_identities=2, seconds=(2.0, 2.5))
+    write_bad_inputs(tmp_path / "in/bad", seed=5, kinds=("empty", "no_face"))
     env, port, temp_dir = ray_env(), free_port(), f"/tmp/rt-c{os.getpid()}"
     ports = [f"--{name}={free_port()}" for name in ("metrics-export-port", "dashboard-agent-listen-port",
                                                      "dashboard-agent-grpc-port", "runtime-env-agent-port")]
@@ -105,12 +108,14 @@ def test_job_runs_on_a_started_local_ray_cluster(tmp_path):
         subprocess.run([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                         "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
                         "--disable-usage-stats", *ports], env=env, check=True, timeout=120, capture_output=True)
-        run = subprocess.run(driver(tmp_path / "ds", tmp_path / "in", env, "--address", f"127.0.0.1:{port}"),
-                             env=env, cwd=REPO, timeout=300, capture_output=True, text=True)
+        cli = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(tmp_path / "in"),
+               "--output", str(tmp_path / "ds"), "--address", f"127.0.0.1:{port}", "--no-progress"]
+        run = subprocess.run(cli, env=env, cwd=tmp_path, timeout=400, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
         # the driver joined the cluster (no second local instance) and the work ran there
         assert "Started a local Ray instance" not in run.stderr
-        assert "6 inputs" in run.stdout and "4 accepted" in run.stdout
+        assert "4 inputs" in run.stdout and "2 accepted" in run.stdout, run.stdout
     finally:
         kill_ray_processes(temp_dir)
-    assert len(sample_keys(tmp_path / "ds")) == sum(1 + i % 3 for i in range(4))
+    inputs = pd.read_parquet(tmp_path / "ds/index/inputs.parquet")
+    assert len(sample_keys(tmp_path / "ds")) == inputs["clips"].sum() >= 2
