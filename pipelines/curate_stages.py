@@ -7,8 +7,10 @@ factory that sets resources. No stage raises for a bad input: it returns a row w
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
+import json
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -49,13 +51,19 @@ def input_row(uri: str, video_id: str, identity: str, split: str) -> dict[str, A
     """The ``index/inputs.parquet`` row of one input, rejected until proven otherwise."""
     return {"uri": uri, "video_id": video_id, "identity": identity, "split": split, "sha256": None,
             "bytes": None, "status": "rejected", "reason": "not_processed", "message": "", "clips": 0,
-            "rejected_clips": 0, "secs": 0.0, "media_bytes": 0, "duration_s": None, "width": None, "height": None, "fps": None}
+            "rejected_clips": 0, "clip_reject_reasons": "{}", "secs": 0.0, "media_bytes": 0, "duration_s": None, "width": None, "height": None, "fps": None}
 
 
 def reject(row: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
     one_line = " ".join(str(message).split())[:MESSAGE_CHARS]
     return {**row, "status": "rejected", "reason": reason, "message": one_line, "clips": 0, "secs": 0.0,
             "media_bytes": 0}
+
+
+def _clip_rejects(rejected: list[tuple[str, str]]) -> dict[str, Any]:
+    """Counts of the clip candidates a filter dropped, by reason (a JSON string: flat parquet)."""
+    reasons = dict(collections.Counter(reason for reason, _ in rejected))
+    return {"rejected_clips": len(rejected), "clip_reject_reasons": json.dumps(reasons, sort_keys=True)}
 
 
 def _file_sha256(path: Path) -> str:
@@ -110,7 +118,7 @@ def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Stora
             if info is not None:
                 row.update(duration_s=float(info.duration_s), width=int(info.width), height=int(info.height),
                            fps=float(info.fps))
-            row["rejected_clips"] = len(outcome.rejected_clips or [])
+            row.update(_clip_rejects(outcome.rejected_clips or []))
             if outcome.status != "accepted" or not outcome.clips:
                 reason = outcome.reason or (outcome.rejected_clips[0][0] if outcome.rejected_clips else "no_clips")
                 message = outcome.message or (outcome.rejected_clips[0][1] if outcome.rejected_clips else "")
@@ -198,11 +206,14 @@ def write_shard_entries(storage: Storage, root: str, index: int, entries: list[t
             rows.append(reject(row, "whisper_failed", got))
             continue
         kept, dropped = got
+        merged = collections.Counter(json.loads(row["clip_reject_reasons"]))
+        merged.update(reason for reason, _ in dropped)
+        row = {**row, "rejected_clips": sum(merged.values()), "clip_reject_reasons": json.dumps(merged, sort_keys=True)}
         if not kept:
             rows.append(reject(row, dropped[0][0] if dropped else "no_clips", dropped[0][1] if dropped else ""))
             continue
         samples.extend(kept)
-        rows.append({**row, "clips": len(kept), "rejected_clips": row["rejected_clips"] + len(dropped),
+        rows.append({**row, "clips": len(kept),
                      "secs": sum(s.row["duration_s"] for s in kept)})
     record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, retries=retries,
                                                   backoff_s=backoff_s)

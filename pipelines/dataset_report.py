@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -64,10 +65,15 @@ def _bars(counts: pd.Series, title: str, ylabel: str):
 def _plots(inputs: pd.DataFrame, clips: pd.DataFrame, done: list[shards.DoneShard]) -> dict[str, bytes]:
     col = lambda name: clips[name] if name in clips else pd.Series(dtype=float)  # noqa: E731
     rejected = inputs.loc[inputs["status"] != "accepted", "reason"].value_counts()
+    clip_rejects = pd.Series(dtype=int)
+    for text in inputs.get("clip_reject_reasons", pd.Series(dtype=str)).dropna():
+        clip_rejects = clip_rejects.add(pd.Series(json.loads(text), dtype=int), fill_value=0)
     per_shard = pd.Series({s.name[len(shards.SHARD_PREFIX):]: s.record["samples"] for s in done}, dtype=int)
     sync = next((c for c in clips.columns if c.startswith("score_sync")), "score_sync_confidence")
     return {
         "rejections.png": _figure_png(_bars(rejected, "rejected inputs by reason", "inputs")),
+        "clip_rejections.png": _figure_png(_bars(clip_rejects.sort_values(ascending=False),
+                                                 "rejected clip candidates by reason", "clips")),
         "durations.png": _figure_png(_hist(col("duration_s"), "clip durations", "seconds")),
         "face_sizes.png": _figure_png(_hist(col("face_size"), "face size", "source pixels")),
         "blur.png": _figure_png(_hist(col("score_blur"), "blur score (variance of Laplacian)", "score")),

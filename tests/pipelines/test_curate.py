@@ -73,7 +73,8 @@ def test_every_input_accounted_and_packed_whole(ray_local, tmp_path):
     assert doc["counts"]["inputs"] == 8 and doc["counts"]["clips"] == len(keys)
     assert doc["config"]["curate"]["shard_max_samples"] == 3 and doc["code_version"]
     page = (out / "report/index.html").read_text()
-    for png in ("rejections.png", "durations.png", "face_sizes.png", "blur.png", "sync.png", "samples_per_shard.png"):
+    assert json.loads(good["clip_reject_reasons"].iloc[0]) == {"too_short": 1}
+    for png in ("rejections.png", "clip_rejections.png", "durations.png", "face_sizes.png", "blur.png", "sync.png", "samples_per_shard.png"):
         assert f"src='{png}'" in page and (out / "report" / png).stat().st_size > 1000
     assert list((out / "report").glob("thumb-*.png"))
     text = summary.render()
@@ -113,9 +114,11 @@ def test_inputs_from_a_csv_list_with_identities(ray_local, tmp_path):
     corpus = standins.write_corpus(tmp_path / "in", n_good=3)
     listing = tmp_path / "list.csv"
     pd.DataFrame({"uri": [str(corpus["good0"]), str(corpus["good1"])], "identity": ["alice", "bob"]}).to_csv(listing)
-    curate([listing], tmp_path / "ds", identity_source="input_list", val_fraction=0.0, val_identities=("bob",))
+    summary = curate([listing], tmp_path / "ds", identity_source="input_list", val_fraction=0.0,
+                     val_identities=("bob",), shard_max_bytes=1)
     clips = pd.read_parquet(tmp_path / "ds/index/clips.parquet")
     assert dict(zip(clips["identity"], clips["split"])) == {"alice": "train", "bob": "val"}
+    assert summary.counts["shards"] == 2  # the byte target closes a shard after each (whole) input
 
 
 def test_s3_input_and_output(ray_local, tmp_path, s3_bucket):
