@@ -139,14 +139,17 @@ class Trainer:
         """Train until ``max_steps``; returns the last logged metrics."""
         cfg, window, last = self.cfg, defaultdict(list), {}
         batches, busy, wait = self.batches(), 0.0, 0.0  # busy: data + step time, not val/save
+        self.bar = self.progress_bar()
         while self.step < cfg.max_steps:
             t0 = time.perf_counter()
             micro = [next(batches) for _ in range(cfg.grad_accum)]
             t1 = time.perf_counter()
-            for k, v in self.train_step(micro).items():
+            terms = self.train_step(micro)
+            for k, v in terms.items():
                 window[k].append(v)
             self.step += 1
             busy, wait = busy + time.perf_counter() - t0, wait + t1 - t0
+            self.tick(terms, time.perf_counter() - t0)
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 last = self.log_train(window, busy, wait)
                 window, busy, wait = defaultdict(list), 0.0, 0.0
@@ -154,6 +157,8 @@ class Trainer:
                 last.update(self.evaluate())
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                 self.save()
+        if self.bar is not None:
+            self.bar.close()
         return last
 
     def batches(self):
@@ -198,18 +203,40 @@ class Trainer:
         return {**scalars(g), **{f"disc_{k}": v for k, v in scalars(d).items()}}
 
     # ------------------------------------------------------------------ reporting
+    @property
+    def samples_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum * self.world
+
+    def progress_bar(self):
+        """Rank 0 at a terminal: a per-step tqdm bar (ETA included); elsewhere log lines only."""
+        if not (self.is_main() and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", file=sys.stderr)
+
+    def tick(self, terms: dict, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{terms.get('total_loss', float('nan')):.4f}",
+                                 samples_s=f"{self.samples_per_step / max(seconds, 1e-9):.1f}")
     def log_train(self, window: dict, elapsed: float, wait: float) -> dict:
         """Average the window over steps and ranks; rank 0 prints progress and logs to MLflow."""
         metrics = {k: sum(v) / len(v) for k, v in window.items()}
         metrics["corrupt_skipped"] = sum(window.get("corrupt_skipped", [0.0]))
         metrics = engines.mean_over_ranks(metrics)
+        metrics["corrupt_skipped"] *= self.world  # a total over ranks, not a mean
         steps = len(next(iter(window.values())))
-        samples = steps * self.cfg.batch_size * self.cfg.grad_accum * self.world
+        samples = steps * self.samples_per_step
         metrics.update({"lr": self.lr(), "samples_per_s": samples / max(elapsed, 1e-9),
                         "data_wait_fraction": min(1.0, wait / max(elapsed, 1e-9)), "epoch": self.epoch})
         if self.is_main():
             eta = (self.cfg.max_steps - self.step) * elapsed / max(steps, 1)
-            print(progress_line(self.step, self.cfg.max_steps, metrics, eta), file=sys.stderr, flush=True)
+            line = progress_line(self.step, self.cfg.max_steps, metrics, eta)
+            if self.bar is not None:
+                self.bar.write(line)  # above the bar
+            else:
+                print(line, file=sys.stderr, flush=True)
             if self.run_id:
                 tracking.log_metrics(metrics, step=self.step)
         return metrics
