@@ -103,7 +103,7 @@ def warp_to_crop(frame: np.ndarray, affine: np.ndarray, size: int, interpolation
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_bounds(affine: np.ndarray, size: int, frame_hw: tuple[int, int], margin: float = 0.25) -> tuple[int, int, int, int]:
+def crop_bounds(affine: np.ndarray, size: int, frame_hw: tuple[int, int], margin: float = 0.15) -> tuple[int, int, int, int]:
     """Source box (x0, y0, x1, y1) the crop of `affine` samples from, grown by `margin` x its side.
 
     Lets a caller keep only this region of each frame until the smoothed transform is known.
