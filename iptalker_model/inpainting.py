@@ -4,7 +4,10 @@ Inputs at full resolution: the masked source (head pose, upper face, background)
 region mask, and the K warped references each multiplied by its confidence (so occluded or
 badly-warped pixels contribute nothing) plus the confidences themselves. At the bottleneck it
 also receives the correspondence embedding and the confidence-weighted warped reference features.
-Only the masked region may change: the prediction is blended into the source with the mask.
+The U-Net predicts a correction to the confidence-weighted average of the warped references, so
+the references' own texture (teeth, lips, skin) is the starting point rather than something the
+network must re-draw. Only the masked region may change: the prediction is blended into the
+source with the mask.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class InpaintingUNet(nn.Module):
             for i in reversed(range(len(ch) - 1))
         )
         self.out = nn.Conv2d(ch[0], 3, 3, padding=1)
+        nn.init.normal_(self.out.weight, std=1e-3)  # start as the fused warped references
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, masked_source, hidden, warped, masks, embedding, warped_features):
         """masked_source [N, 3, S, S], hidden [N|1, 1, S, S] in [0, 1], warped [N, K, 3, S, S],
@@ -56,7 +61,11 @@ class InpaintingUNet(nn.Module):
         for up, skip in zip(self.ups, reversed(skips)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = up(torch.cat([x, skip], dim=1))
-        prediction = torch.tanh(self.out(x))                                   # [N, 3, S, S]
+        # Residual on the confidence-weighted average of the warped references: at init the
+        # U-Net already pastes (sharp) warped mouths, and learning picks and corrects them.
+        weights = masks / (masks.sum(1, keepdim=True) + 1e-3)                  # [N, K, 1, S, S]
+        fused_refs = (weights * warped).sum(1)                                 # [N, 3, S, S]
+        prediction = (fused_refs + self.out(x)).clamp(-1.0, 1.0)               # [N, 3, S, S]
         # masked_source already equals source * (1 - hidden): adding the prediction in the hidden
         # region is the feathered blend, and pixels with hidden == 0 are the source, bit for bit.
         return masked_source + hidden * prediction

@@ -29,12 +29,14 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     input for a zero flow. Here zero and whole-pixel flows are exact on every backend.
     """
     n, c, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
-                            torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
+    flow = flow.float()  # coordinates in fp32 even under bf16: bf16 cannot tell pixel 200 from 201
+    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=torch.float32),
+                            torch.arange(w, device=x.device, dtype=torch.float32), indexing="ij")
     px = (xs + flow[:, 0]).clamp(0, w - 1)                         # [N, H, W] source columns
     py = (ys + flow[:, 1]).clamp(0, h - 1)                         # [N, H, W] source rows
     x0, y0 = px.detach().floor(), py.detach().floor()
-    wx, wy = (px - x0)[:, None], (py - y0)[:, None]                # [N, 1, H, W] in [0, 1)
+    wx = (px - x0)[:, None].to(x.dtype)                            # [N, 1, H, W] in [0, 1)
+    wy = (py - y0)[:, None].to(x.dtype)
     x0, y0 = x0.long(), y0.long()
     x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
     flat = x.reshape(n, c, h * w)

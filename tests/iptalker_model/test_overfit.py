@@ -60,16 +60,19 @@ def mouth_psnr(a, b, cfg):
 def test_iptalker_beats_copy_reference_on_the_mouth(setup):
     cfg, clips, syncnet = setup
     model, disc = IPTalker(cfg), PatchDiscriminator(cfg)
-    opt_g = torch.optim.Adam(model.parameters(), 1e-3)
+    steps = 100
+    opt_g = torch.optim.Adam(model.parameters(), 2e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, steps)  # calm end point
     opt_d = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
     loss_cfg = LossConfig(perceptual_weight=0.0)  # no VGG weights offline
     gen = torch.Generator().manual_seed(1)
-    for _ in range(100):
+    for _ in range(steps):
         batch = sample_batch(clips, cfg, 2, gen)
         losses = generator_losses(model, disc, syncnet, batch, loss_cfg)
         opt_g.zero_grad()
         losses["total_loss"].backward()
         opt_g.step()
+        schedule.step()
         d_losses = discriminator_losses(disc, batch["frames"], losses["output"])
         opt_d.zero_grad()
         d_losses["total_loss"].backward()
@@ -80,6 +83,8 @@ def test_iptalker_beats_copy_reference_on_the_mouth(setup):
     with torch.no_grad():
         output, _ = model(masked, held["references"], held["audio"])
     copy_reference = masked + lower_face_mask(cfg) * held["references"][:, :1]  # [B, T, 3, S, S]
+    mean_reference = masked + lower_face_mask(cfg) * held["references"].mean(1, keepdim=True)
     ours, baseline = mouth_psnr(output, held["frames"], cfg), mouth_psnr(copy_reference, held["frames"], cfg)
-    print(f"mouth PSNR: IPTalker {ours:.2f} dB, copy-reference {baseline:.2f} dB")
+    print(f"mouth PSNR: IPTalker {ours:.2f} dB, copy-reference {baseline:.2f} dB, "
+          f"mean of references {mouth_psnr(mean_reference, held['frames'], cfg):.2f} dB (not asserted)")
     assert ours > baseline + 2.5, f"mouth PSNR {ours:.2f} dB vs copy-reference {baseline:.2f} dB"
