@@ -55,12 +55,21 @@ class CurationSummary:
         c = self.counts
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["rejected_by_reason"].items())) or "none"
         split = ", ".join(f"{k} {v}" for k, v in sorted(c["clips_by_split"].items())) or "none"
+        notes = "".join(f"; {n}" for n in self.warnings())
         return (f"Curated {c['inputs']} inputs in {self.elapsed_s:.0f} s ({self.resumed_inputs} already done): "
                 f"{c['accepted']} accepted, {c['rejected']} rejected ({reasons}); {c['clips']} clips "
                 f"({c['hours'] * 60:.1f} min; {split}) in {c['shards']} shards ({c['shard_bytes'] / 2**20:.1f} MiB)"
-                f"{f'; {self.failed_shard_writes} shard writes FAILED (rerun to retry)' if self.failed_shard_writes else ''}. "
-                f"Shards: {self.paths['shards']}  Index: {self.paths['index']}  "
+                f"{notes}. Shards: {self.paths['shards']}  Index: {self.paths['index']}  "
                 f"Report: {self.paths['report']}  Lineage: {self.paths['dataset']}")
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.failed_shard_writes:
+            out.append(f"{self.failed_shard_writes} shard writes FAILED (rerun to retry them)")
+        ids = self.counts["identities_by_split"]
+        if not ids.get("val") and ids.get("train", 0) >= 2:
+            out.append("no validation clips: name a face in curate.val_identities")
+        return out
 
 
 def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: Any, storage: StorageConfig,
@@ -78,6 +87,8 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     committed, next_shard = prepare_output(store, root, overwrite)                    # 2
     todo = [it for it in items if it.uri not in committed]
     identities = IdentityResolver(cfg, store)                                         # 3
+    identities.plan_splits([identities.identity(it) for it in items],
+                           {r["identity"]: r["split"] for r in committed.values() if r.get("clips")})
     uncommitted, failed_writes = [], 0
     if todo:  # nothing left (a finished resume): no Ray start, just the index and report again
         with ray_session(ray_address, cfg):

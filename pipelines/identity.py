@@ -6,9 +6,10 @@ the parent folder name (default), a mapping file (uri or file stem -> identity),
 ``identity`` column of an input list. Clustering of dlib face descriptors is not implemented:
 it needs all videos processed before any split is known, which contradicts streaming shards.
 
-The split is a pure function of the identity (hash below ``val_fraction``, or listed in
-``val_identities``): stable across runs, resumes and added data, and never mixes one face into
-both splits.
+The split is planned per identity over the listed inputs (``plan_splits``): forced
+``val_identities``, then the lowest hash ranks, at least one val identity; identities that already
+have committed samples keep their split, so resumes and added data never move a face from one
+split to the other.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -49,6 +51,7 @@ class IdentityResolver:
     def __init__(self, cfg: CurateConfig, storage: Storage):
         self.cfg = cfg
         self.mapping = load_mapping(storage, cfg.identity_mapping) if cfg.identity_mapping else {}
+        self.plan: dict[str, str] = {}
 
     def identity(self, item: InputItem) -> str:
         if self.mapping:
@@ -62,8 +65,34 @@ class IdentityResolver:
         parts = item.uri.rstrip("/").split("/")
         return parts[-2] if len(parts) >= 2 and parts[-2] else UNKNOWN
 
+    def plan_splits(self, identities: Iterable[str], pinned: dict[str, str]) -> dict[str, str]:
+        """Fix the split of every listed identity before any sample is written.
+
+        ``pinned``: splits of identities that already have committed samples (never changed).
+        ``val_identities`` go to val; then the identities with the lowest hash until val holds
+        ``val_fraction`` of them, and at least one when there are two or more identities (a small
+        corpus still gets a validation face).
+        """
+        ids = sorted(set(identities) | set(pinned))
+        plan = dict(pinned)
+        plan.update({i: "val" for i in ids if i not in plan and i in self.cfg.val_identities})
+        target = round(self.cfg.val_fraction * len(ids))
+        if self.cfg.val_fraction > 0 and len(ids) >= 2:
+            target = max(1, target)
+        free = sorted((i for i in ids if i not in plan), key=self._rank)
+        need = max(0, target - sum(v == "val" for v in plan.values()))
+        plan.update({i: "val" if k < need else "train" for k, i in enumerate(free)})
+        self.plan = plan
+        return plan
+
     def split(self, identity: str) -> str:
+        """The planned split; an identity outside the plan falls back to the hash rule."""
+        if identity in self.plan:
+            return self.plan[identity]
         if identity in self.cfg.val_identities:
             return "val"
-        h = int(hashlib.sha256(f"{self.cfg.split_seed}:{identity}".encode()).hexdigest()[:8], 16)
-        return "val" if h / 2**32 < self.cfg.val_fraction else "train"
+        return "val" if self._rank(identity) < self.cfg.val_fraction else "train"
+
+    def _rank(self, identity: str) -> float:
+        """A stable pseudo-random number in [0, 1) per identity (seeded by ``split_seed``)."""
+        return int(hashlib.sha256(f"{self.cfg.split_seed}:{identity}".encode()).hexdigest()[:8], 16) / 2**32

@@ -88,7 +88,7 @@ def check_dataset(storage: Storage, root: str, listed: set[str], uri_of) -> None
 def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
     out = tmp_path / "ds"
     cmd = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(corpus), "--output", str(out),
-           "--set", f"curate.ray_temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2"]
+           "--set", f"curate.ray_temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2", "--set", "curate.val_identities=[id01]"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -97,6 +97,8 @@ def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
     check_dataset(Storage(), str(out), video_files(corpus), lambda rel: str(corpus / rel))
     doc = json.loads((out / "dataset.json").read_text())
     assert doc["counts"]["inputs"] == len(video_files(corpus)) and doc["counts"]["shards"] >= 2
+    ids = doc["counts"]["identities_by_split"]
+    assert ids["val"] == 1 and ids["train"] >= 1  # identity-disjoint split, forced val face
 
 
 def test_curate_end_to_end_on_s3(corpus, s3_bucket):

@@ -66,6 +66,20 @@ def test_identity_sources_and_disjoint_split(tmp_path):
     assert mapped.split("erin") == "val"
 
 
+def test_split_plan_has_a_val_face_and_keeps_committed_splits():
+    resolver = IdentityResolver(CurateConfig(val_fraction=0.1), Storage())
+    plan = resolver.plan_splits(["a", "b", "c", "d"], pinned={})
+    assert sorted(plan.values()) == ["train", "train", "train", "val"]  # at least one val face
+    assert resolver.plan_splits(["a", "b", "c", "d"], pinned={}) == plan  # deterministic
+    val = next(i for i, s in plan.items() if s == "val")
+    pinned = {val: "train", "e": "val"}  # committed samples decide, whatever the rule says now
+    again = IdentityResolver(CurateConfig(val_fraction=0.1), Storage()).plan_splits(["a", "b", "c", "d", "e"], pinned)
+    assert again[val] == "train" and again["e"] == "val" and list(again.values()).count("val") == 1
+    forced = IdentityResolver(CurateConfig(val_identities=("b",)), Storage()).plan_splits("abcd", {})
+    assert [i for i, s in forced.items() if s == "val"] == ["b"]
+    assert set(IdentityResolver(CurateConfig(val_fraction=0.0), Storage()).plan_splits("ab", {}).values()) == {"train"}
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="curate.val_fraction"):
         CurateConfig(val_fraction=1.5)
