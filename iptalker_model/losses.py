@@ -95,8 +95,12 @@ def flow_smoothness(flows: torch.Tensor) -> torch.Tensor:
 def sync_loss(syncnet: nn.Module, frames: torch.Tensor, sync_audio: torch.Tensor, window: int) -> torch.Tensor:
     """-log P(in sync) of generated frames [B, T, 3, S, S] with their audio rows [B, 2T, D],
     on the first ``window`` frames (the frozen expert's T)."""
-    faces = syncnet.lower_face(frames[:, :window])
-    logit = syncnet.logit(*syncnet(faces, sync_audio[:, : 2 * window]))
+    if frames.shape[1] < window or sync_audio.shape[1] < 2 * window:
+        raise ValueError(f"sync loss needs >= {window} frames and {2 * window} audio rows, got "
+                         f"{frames.shape[1]} and {sync_audio.shape[1]} (LossConfig.sync_window)")
+    net = getattr(syncnet, "module", syncnet)
+    faces = net.lower_face(frames[:, :window])
+    logit = net.logit(*syncnet(faces, sync_audio[:, : 2 * window]))
     return F.softplus(-logit).mean()
 
 

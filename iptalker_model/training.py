@@ -78,11 +78,10 @@ def syncnet_losses(syncnet: nn.Module, batch: dict) -> dict:
     net = getattr(syncnet, "module", syncnet)
     t = _config(syncnet).sync_frames
     faces = net.lower_face(batch["frames"][:, :t])                     # [B, T, 3, h, w]
-    v = net.embed_video(faces)
-    pos = net.logit(v, net.embed_audio(batch["sync_audio"][:, : 2 * t]))      # [B]
-    neg = net.logit(v, net.embed_audio(batch["sync_audio_off"][:, : 2 * t]))  # [B]
-    logits = torch.cat([pos, neg])
-    labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+    audio = torch.cat([batch["sync_audio"][:, : 2 * t], batch["sync_audio_off"][:, : 2 * t]])
+    v, a = syncnet(torch.cat([faces, faces]), audio)                   # through any DDP wrapper
+    logits = net.logit(v, a)                                           # [2B]: in sync, then shifted
+    labels = torch.cat([torch.ones(len(faces)), torch.zeros(len(faces))]).to(logits)
     bce = F.binary_cross_entropy_with_logits(logits, labels)
     accuracy = ((logits > 0).float() == labels).float().mean().item()
     return {"bce_loss": bce, "total_loss": bce, "accuracy": accuracy}
