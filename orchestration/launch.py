@@ -5,7 +5,7 @@ the launcher resolves the settings once and writes ``<out_dir>/resolved_config.j
 workers read (Ray ships the dict itself, since its workers may not share a disk with the driver).
 S3 credentials never go into that file; workers take them from the usual AWS environment.
 
-  local      one process: this one
+  local      one training process on this machine
   torchrun   N processes per node; one node (--standalone) or N nodes via c10d rendezvous at
              master_addr:master_port (run the same command on every node)
   deepspeed  DeepSpeed's runner: a hostfile (see infra/hostfile.example) for several nodes,
@@ -111,20 +111,18 @@ def _run(cmd: list[str], env: dict) -> None:
 
 
 # ------------------------------------------------------------------ launchers
-def launch_local(job: dict) -> None:
-    """One process: this one (rank 0 of a world of one)."""
-    from pipelines.engines import free_port
-    from pipelines.train_worker import run
+def local_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", WORKER_MODULE, "--config", str(config_path)]
 
-    saved = dict(os.environ)
-    os.environ.update(worker_env({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
-                                  "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                                  "MASTER_PORT": str(free_port())}))
-    try:
-        run(job)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+
+def launch_local(config_path: Path) -> None:
+    """One training process (rank 0 of a world of one), started fresh: DeepSpeed keeps global
+    process-group state, so a second job in the same interpreter would trip over the first."""
+    from pipelines.engines import free_port
+
+    _run(local_command(config_path), worker_env({
+        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}))
 
 
 def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str | None,
@@ -174,7 +172,7 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
     if launcher == "local":
         if nproc * nnodes != 1:
             raise LaunchError("launcher 'local' runs one process; use torchrun, deepspeed or ray")
-        launch_local(job)
+        launch_local(config_path)
     elif launcher == "torchrun":
         _run(torchrun_command(config_path, nproc, nnodes, master_addr, master_port,
                               run_id=Path(job["train"]["out_dir"]).name), worker_env())

@@ -1,5 +1,5 @@
 """Launchers: the commands each one runs, the resolved job it writes, and real runs of the
-``local`` (this process) and ``deepspeed`` (its runner, 2 ranks) launchers."""
+``local`` (one process) and ``deepspeed`` (its runner, 2 ranks) launchers."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_local_launcher_trains_in_this_process(corpus, tmp_path):
+def test_local_launcher_trains_one_process(corpus, tmp_path):
     summary = launch_training(job_settings(tmp_path, data=corpus), launcher="local")
     assert summary["status"] == "FINISHED" and summary["step"] == 4 and summary["mlflow_run_id"]
     assert (tmp_path / "run" / "checkpoints" / "model" / "latest").read_text() == "step_00000004"
