@@ -1,4 +1,5 @@
-"""Sample grids for MLflow: reference | generated | ground truth, one row per target frame."""
+"""Samples for MLflow: reference | generated | ground truth, as a PNG grid (one row per target
+frame) and as a short H.264 video over every window of the validation batch."""
 
 from __future__ import annotations
 
@@ -32,4 +33,25 @@ def write_sample_grid(path: str | Path, references: torch.Tensor, frames: torch.
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+    return path
+
+
+def write_sample_video(path: str | Path, references: torch.Tensor, frames: torch.Tensor,
+                       generated: torch.Tensor | None = None, fps: float = 5.0) -> Path:
+    """An mp4 playing each window's frames: reference 0 | generated | ground truth.
+
+    references [B, K, 3, S, S], frames and generated [B, T, 3, S, S], all in [-1, 1]. A low frame
+    rate because the windows are only T frames long.
+    """
+    from preprocessing.encode import encode_mp4
+
+    video = []
+    for b in range(frames.shape[0]):
+        ref, truth = to_uint8(references[b, :1])[0], to_uint8(frames[b])
+        gen = to_uint8(generated[b]) if generated is not None else None
+        for t in range(len(truth)):
+            video.append(np.concatenate([ref] + ([gen[t]] if gen is not None else []) + [truth[t]], axis=1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encode_mp4(np.stack(video), fps, path)
     return path

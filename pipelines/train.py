@@ -30,7 +30,7 @@ from iptalker_model import training as task
 from iptalker_model.checkpoint import load_syncnet
 from pipelines import checkpointing, engines, tracking
 from pipelines.loader import WindowSpec, build_train_loader, build_val_loader
-from pipelines.samples import write_sample_grid
+from pipelines.samples import write_sample_grid, write_sample_video
 from pipelines.storage import Storage, StorageConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train_config import TrainConfig
@@ -270,12 +270,15 @@ class Trainer:
         return metrics
 
     def log_samples(self, batch: dict, generated) -> None:
-        """reference | generated | ground truth grid for the first val window (rank 0)."""
-        path = Path(self.cfg.out_dir) / "samples" / f"step_{self.step:08d}.png"
-        write_sample_grid(path, batch["references"][0], batch["frames"][0],
-                          None if generated is None else generated[0])
+        """reference | generated | ground truth: a grid of the first window, a video of all (rank 0)."""
+        base = Path(self.cfg.out_dir) / "samples" / f"step_{self.step:08d}"
+        gen = None if generated is None else generated.detach()
+        paths = [write_sample_grid(base.with_suffix(".png"), batch["references"][0],
+                                   batch["frames"][0], None if gen is None else gen[0]),
+                 write_sample_video(base.with_suffix(".mp4"), batch["references"], batch["frames"], gen)]
         if self.run_id:
-            tracking.log_artifact(path, "samples")
+            for path in paths:
+                tracking.log_artifact(path, "samples")
 
     # ------------------------------------------------------------------ checkpoints
     def client_state(self) -> dict:

@@ -82,8 +82,8 @@ def assert_tracked_and_learning(summary: dict, loss_key: str = "total_loss") -> 
     assert len(history) == 6 and history[-1] < history[0]  # the loss goes down
     for key in ("lr", "samples_per_s", "data_wait_fraction", "val_total_loss"):
         assert key in run.data.metrics, key
-    samples = [a.path for a in client.list_artifacts(run.info.run_id, "samples")]
-    assert samples and samples[0].endswith(".png")
+    samples = {Path(a.path).suffix for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert samples == {".png", ".mp4"}  # grid + video: reference | generated | ground truth
 
 
 def test_cli_both_stages_zero2_torchrun_then_export(corpus, tmp_path):
