@@ -40,13 +40,17 @@ def save(engines: dict, out_dir: str | Path, step: int, client_state: dict, *, i
     return tag
 
 
-def load(engines: dict, out_dir: str | Path) -> dict | None:
+def load(engines: dict, out_dir: str | Path, stage: str) -> dict | None:
     """Load the latest tag into every engine (weights, optimizer, LR schedule); returns the client
     state of the main network's checkpoint, or None when there is nothing to resume from."""
     root = checkpoint_root(out_dir)
     tag = latest_tag(root / MODEL)
     if tag is None:
         return None
+    saved = json.loads((root / MODEL / tag / "config.json").read_text())["train"]["stage"]
+    if saved != stage:
+        raise ValueError(f"cannot resume stage {stage!r} from {root / MODEL / tag}: it holds a "
+                         f"{saved!r} run; use another train.out_dir")
     client_state = None
     for name, engine in engines.items():
         path, state = engine.load_checkpoint(str(root / name), tag=tag)

@@ -295,7 +295,7 @@ class Trainer:
 
     def resume(self) -> None:
         """Continue from ``latest``: weights, optimizer, LR schedule, step, data seed, run id."""
-        state = checkpointing.load(self.engines, self.cfg.out_dir)
+        state = checkpointing.load(self.engines, self.cfg.out_dir, self.cfg.stage)
         if state is None:
             if self.is_main():
                 print("resume: no checkpoint yet, starting from step 0", file=sys.stderr)

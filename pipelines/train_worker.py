@@ -11,12 +11,17 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 
 def run(job_dict: dict) -> dict:
     """Train one rank in this process, then leave the process group."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
     import torch.distributed as dist
+
+    # DeepSpeed's ZeRO still calls the deprecated all_gather_into_tensor on every step
+    warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is deprecated",
+                            category=FutureWarning)
 
     from pipelines.train import TrainJob, train
 
