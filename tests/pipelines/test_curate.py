@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pandas as pd
 import pytest
@@ -134,3 +135,30 @@ def test_s3_input_and_output(ray_local, tmp_path, s3_bucket):
     assert all(u.startswith("s3://") for u in inputs["uri"])
     assert len(all_samples(st, root)) == summary.counts["clips"]
     assert st.exists(join(root, "report/index.html")) and st.exists(join(root, "dataset.json"))
+
+
+@pytest.fixture
+def unwritable_shards_dir(tmp_path):
+    """``<root>/shards`` made immutable (chattr +i: blocks even root); skips where unsupported."""
+    shards_dir = tmp_path / "ds" / "shards"
+    shards_dir.mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(shards_dir)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    yield shards_dir
+    subprocess.run(["chattr", "-i", str(shards_dir)], check=True)
+
+
+def test_failing_shard_writes_are_retried_reported_then_redone(ray_local, tmp_path, unwritable_shards_dir):
+    standins.write_corpus(tmp_path / "in", n_good=3)
+    failed = curate([tmp_path / "in"], tmp_path / "ds", shard_max_samples=2, shard_write_retries=1,
+                    shard_retry_backoff_s=0.01)
+    assert failed.failed_shard_writes >= 1 and "FAILED" in failed.render()
+    inputs = pd.read_parquet(tmp_path / "ds/index/inputs.parquet")
+    assert set(inputs.loc[inputs.uri.str.contains("person"), "reason"]) == {"shard_write_failed"}
+    assert len(inputs) == 5  # reported, not lost
+
+    subprocess.run(["chattr", "-i", str(unwritable_shards_dir)], check=True)
+    redone = curate([tmp_path / "in"], tmp_path / "ds", shard_max_samples=2)
+    assert redone.failed_shard_writes == 0 and redone.counts["accepted"] == 3
+    assert redone.counts["clips"] == len(all_samples(Storage(), str(tmp_path / "ds"))) == 1 + 2 + 3
+    subprocess.run(["chattr", "+i", str(unwritable_shards_dir)], check=True)  # the fixture undoes it
