@@ -78,15 +78,21 @@ class AudioVisualAlignmentUnit(nn.Module):
         self.norm = nn.LayerNorm(e)
         self.grid = cfg.token_grid
 
-    def forward(self, source: torch.Tensor, audio: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        """source [N, g*g, E], audio [N, A, E], references [N, K, g*g, E] -> embedding [N, E, g, g]."""
+    def forward(self, source: torch.Tensor, audio: torch.Tensor,
+                references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """source [N, g*g, E], audio [N, A, E], references [N, K, g*g, E] -> (embedding
+        [N, E, g, g] read at the source slots, per-reference maps [N, K, E, g, g] read at the
+        reference slots: what each reference contributes to the sound, for its own warp)."""
         n, k, g2, e = references.shape
         src = source + self.grid_position + self.type_embedding[0]
         aud = audio + self.audio_position + self.type_embedding[1]
         ref = references + self.grid_position + self.reference_index[:, None] + self.type_embedding[2]
         tokens = torch.cat([src, aud, ref.reshape(n, k * g2, e)], dim=1)   # [N, g2 + A + K*g2, E]
-        out = self.norm(self.transformer(tokens)[:, :g2])                 # [N, g2, E] source slots
-        return out.transpose(1, 2).reshape(n, e, self.grid, self.grid)
+        out = self.norm(self.transformer(tokens))
+        grid = (self.grid, self.grid)
+        embedding = out[:, :g2].transpose(1, 2).reshape(n, e, *grid)       # source slots
+        per_ref = out[:, -k * g2:].reshape(n, k, g2, e).transpose(2, 3).reshape(n, k, e, *grid)
+        return embedding, per_ref
 
 
 class AlignmentModule(nn.Module):
@@ -107,8 +113,9 @@ class AlignmentModule(nn.Module):
         return self.reference_encoder(references.flatten(0, 1))
 
     def forward(self, masked_source: torch.Tensor, ref_pyramid: list[torch.Tensor],
-                audio_window: torch.Tensor) -> torch.Tensor:
-        """masked_source [N, 3, S, S], ref pyramid (N*K leading), audio [N, A, D] -> [N, E, g, g]."""
+                audio_window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """masked_source [N, 3, S, S], ref pyramid (N*K leading), audio [N, A, D]
+        -> (embedding [N, E, g, g], per-reference maps [N, K, E, g, g])."""
         n = masked_source.shape[0]
         src = self.source_tokens(self.source_encoder(masked_source)[-1])   # [N, E, g, g]
         ref = self.reference_tokens(ref_pyramid[-1])                      # [N*K, E, g, g]

@@ -55,8 +55,8 @@ class IPTalker(nn.Module):
             pyramid = [p.reshape(b, k, *p.shape[1:]).repeat_interleave(t, 0).flatten(0, 1)
                        for p in pyramid]
             references = references.repeat_interleave(t, dim=0)          # [B*T, K, 3, S, S]
-        embedding = self.alignment(masked_source, pyramid, audio_window)  # [N, E, g, g]
-        aux = self.warping(pyramid, embedding, references)
+        embedding, per_ref = self.alignment(masked_source, pyramid, audio_window)  # [N, (K,) E, g, g]
+        aux = self.warping(pyramid, embedding, per_ref, references)
         output = self.inpainting(masked_source, self.hidden.to(masked_source.dtype), aux["warped"],
                                  aux["masks"], embedding, aux["warped_features"])
         aux["embedding"] = embedding

@@ -86,14 +86,15 @@ class WarpingModule(nn.Module):
             heads.append(FlowHead(c_in, max(c, 16)))
         self.heads = nn.ModuleList(heads)
 
-    def forward(self, ref_pyramid: list[torch.Tensor], embedding: torch.Tensor,
+    def forward(self, ref_pyramid: list[torch.Tensor], embedding: torch.Tensor, per_ref: torch.Tensor,
                 references: torch.Tensor) -> dict[str, torch.Tensor]:
-        """ref_pyramid: [N*K, C_l, h_l, h_l] per level; embedding [N, E, g, g]; references
-        [N, K, 3, S, S] in [-1, 1]. Returns flows [N, K, 2, S, S] (pixels), masks [N, K, 1, S, S]
+        """ref_pyramid: [N*K, C_l, h_l, h_l] per level; embedding [N, E, g, g] and its per-reference
+        maps [N, K, E, g, g] (summed: where the target is + what this reference offers);
+        references [N, K, 3, S, S] in [-1, 1]. Returns flows [N, K, 2, S, S] (pixels), masks [N, K, 1, S, S]
         in (0, 1), warped [N, K, 3, S, S], warped_features [N, K, C, h, h] (finest flow level)
         and coarse flows per level (for smoothness losses)."""
         n, k, _, s, _ = references.shape
-        emb = embedding.repeat_interleave(k, dim=0)                         # [N*K, E, g, g]
+        emb = embedding.repeat_interleave(k, dim=0) + per_ref.flatten(0, 1)  # [N*K, E, g, g]
         flow = logit = feat = None
         pyramid_flows = []
         for i, (level, head) in enumerate(zip(self.levels, self.heads)):
