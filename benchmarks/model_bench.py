@@ -17,7 +17,14 @@ import time
 
 import torch
 
-from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet, mask_source
+from iptalker_model import (
+    IPTalker,
+    LossConfig,
+    ModelConfig,
+    PatchDiscriminator,
+    SyncNet,
+    mask_source,
+)
 from iptalker_model.training import generator_losses
 
 

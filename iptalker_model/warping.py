@@ -95,9 +95,9 @@ class WarpingModule(nn.Module):
         and coarse flows per level (for smoothness losses)."""
         n, k, _, s, _ = references.shape
         emb = embedding.repeat_interleave(k, dim=0) + per_ref.flatten(0, 1)  # [N*K, E, g, g]
-        flow = logit = feat = None
+        flow = logit = None
         pyramid_flows = []
-        for i, (level, head) in enumerate(zip(self.levels, self.heads)):
+        for level, head in zip(self.levels, self.heads):
             feat = ref_pyramid[level]                                        # [N*K, C, h, h]
             h = feat.shape[-1]
             emb_l = F.interpolate(emb, size=(h, h), mode="bilinear", align_corners=False)

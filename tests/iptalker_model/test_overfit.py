@@ -9,8 +9,16 @@ margin: the copy-reference baseline pastes a reference frame's lower face unchan
 import pytest
 import torch
 
-from iptalker_model import (IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet,
-                            lower_face_mask, mask_source, sync_scores)
+from iptalker_model import (
+    IPTalker,
+    LossConfig,
+    ModelConfig,
+    PatchDiscriminator,
+    SyncNet,
+    lower_face_mask,
+    mask_source,
+    sync_scores,
+)
 from iptalker_model.losses import psnr
 from iptalker_model.mask import mouth_box
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
