@@ -57,7 +57,7 @@ def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> t
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
     """Mean SSIM of [N, C, H, W] images in [-1, 1] (Gaussian window, sigma 1.5, valid region)."""
-    a, b = (a + 1) / 2, (b + 1) / 2                                   # to [0, 1]
+    a, b = (a.float() + 1) / 2, (b.float() + 1) / 2                   # to [0, 1], fp32 even in bf16
     c = a.shape[1]
     size = min(window, a.shape[-1], a.shape[-2])
     w = _gaussian_window(size, 1.5 * size / window, c, a.device, a.dtype)

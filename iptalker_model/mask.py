@@ -42,7 +42,8 @@ def cut_lower_face(frames: torch.Tensor, size: int) -> torch.Tensor:
     lead = frames.shape[:-3]
     x = frames.reshape(-1, *frames.shape[-3:])
     if x.shape[-1] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
-                                            align_corners=False, antialias=True)
+        # antialiased resize has no bf16 kernel on CPU: resize in fp32, return the input dtype
+        x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear",
+                                            align_corners=False, antialias=True).to(frames.dtype)
     x = x[:, :, size // 2:, :]
     return x.reshape(*lead, *x.shape[-3:])

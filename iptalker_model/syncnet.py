@@ -91,7 +91,7 @@ def sync_scores(syncnet: SyncNet, frames: torch.Tensor, audio_rows: torch.Tensor
     video = faces[starts[:, None] + torch.arange(t, device=frames.device)]  # [W, T, 3, h, w]
     audio = audio_rows[2 * starts[:, None] + torch.arange(2 * t, device=frames.device)]  # [W, 2T, D]
     v, a = syncnet(video, audio)                                          # [W, E] each
-    dist = torch.cdist(v, a)                                              # [W video, W audio]
+    dist = torch.cdist(v.float(), a.float())                              # [W video, W audio]
     offsets = torch.arange(-max_offset, max_offset + 1, device=frames.device)    # [O]
     valid = torch.arange(max_offset, len(starts) - max_offset, device=frames.device)  # [V]
     mean = dist[valid[None, :], valid[None, :] + offsets[:, None]].mean(1)       # [O]

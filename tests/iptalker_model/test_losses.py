@@ -67,3 +67,15 @@ def test_discriminator_and_syncnet_losses(cfg):
     d["total_loss"].backward()
     s = syncnet_losses(SyncNet(cfg), b)
     assert s["total_loss"] > 0 and isinstance(s["accuracy"], float) and 0 <= s["accuracy"] <= 1
+
+
+def test_bf16_training_step_runs(cfg):
+    """DeepSpeed trains in bf16: every step of the task layer must run and stay finite there."""
+    torch.manual_seed(0)
+    b = {k: v.bfloat16() for k, v in random_batch(cfg).items()}
+    model, disc, syncnet = IPTalker(cfg).bfloat16(), PatchDiscriminator(cfg).bfloat16(), SyncNet(cfg).bfloat16()
+    g = generator_losses(model, disc, syncnet, b, LossConfig(perceptual_weight=0.0))
+    g["total_loss"].backward()
+    d = discriminator_losses(disc, b["frames"], g["output"])
+    s = syncnet_losses(syncnet, b)
+    assert all(torch.isfinite(x["total_loss"].float()) for x in (g, d, s))
