@@ -39,8 +39,8 @@ class IPTalker(nn.Module):
         references:    [N, K, 3, S, S] or [B, K, 3, S, S] (shared by the T frames) in [-1, 1].
         audio_window:  [N, A, D] or [B, T, A, D] Whisper rows centred on each frame.
         Returns output with masked_source's shape, in [-1, 1], and aux: flows [.., K, 2, S, S]
-        (pixels), masks [.., K, 1, S, S], warped [.., K, 3, S, S], embedding, pyramid_flows
-        (leading dims folded to N = B*T).
+        (pixels), masks [.., K, 1, S, S], warped [.., K, 3, S, S], warped_features, embedding
+        [.., E, g, g] and pyramid_flows (coarse levels), leading dims folded to N = B*T.
         """
         windowed = masked_source.dim() == 5
         if windowed:
