@@ -63,7 +63,10 @@ class FilterConfig:
     min_audio_rms_db: float = -50.0  # clip audio below this is "silent"
     scene_threshold: float = 30.0  # mean abs diff (0-255) on small gray frames that marks a cut
     syncnet_checkpoint: str | None = None  # A/V sync filter runs only when this is set
-    min_sync_confidence: float = 1.5
+    # LSE-C-style: median minus min embedding distance. Our SyncNet's embeddings are unit-length
+    # (distances in [0, 2], not Wav2Lip's unnormalised scale where ~1.5 is typical); a trained
+    # tiny expert gave 0.5-0.7 on in-sync synthetic clips. Calibrate on your own data.
+    min_sync_confidence: float = 0.25
     max_sync_offset: int = 3  # |offset| in frames
 
 

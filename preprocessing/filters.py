@@ -213,7 +213,7 @@ class SyncFilter:
     so the other filters never pull torch in. Score = LSE-C style confidence.
     """
 
-    def __init__(self, checkpoint: str, min_confidence: float = 1.5, max_offset: int = 3,
+    def __init__(self, checkpoint: str, min_confidence: float = 0.25, max_offset: int = 3,
                  search: int = 5, syncnet: Any = None):
         import torch  # noqa: F401  (lazy: only this filter needs torch)
 
