@@ -74,6 +74,9 @@ def deepspeed_config(path, *, batch_size: int, grad_accum: int, precision: str, 
         ("gradient_accumulation_steps",): grad_accum,
         ("bf16", "enabled"): precision == "bf16",
         ("fp16", "enabled"): precision == "fp16",
+        # buffers follow the params (DeepSpeed keeps them fp32 otherwise, and e.g. spectral norm's
+        # power-iteration vectors then meet bf16 weights); None = leave them as they are
+        ("data_types", "buffer_dtype"): None if precision == "fp32" else precision,
         ("scheduler", "params", "total_num_steps"): max_steps,
         ("scheduler", "params", "warmup_num_steps"): max(0, min(warmup_steps, max_steps - 1)),
     }
