@@ -1,5 +1,6 @@
 """One-process training (``--launcher local``): the iptalker stage resumes both engines (generator
-and discriminator: weights, optimizer and LR schedule) and continues the step count."""
+and discriminator: weights, optimizer and LR schedule) and continues the step count; the bf16
+path a GPU run takes also trains on CPU and exports fp32 weights."""
 
 from __future__ import annotations
 
@@ -34,3 +35,32 @@ def test_iptalker_stage_resumes_generator_and_discriminator(tmp_path, capfd):
     assert "resumed at step 3" in capfd.readouterr().err
     assert second["step"] == 5 and second["mlflow_run_id"] == first["mlflow_run_id"]
     assert checkpointing.latest_tag(root / checkpointing.DISCRIMINATOR) == "step_00000005"
+
+
+def test_bf16_path_trains_and_exports_fp32(tmp_path):
+    """The precision a GPU run picks (bf16), exercised on CPU where DeepSpeed supports it too."""
+    from iptalker_model.checkpoint import load_iptalker
+    from pipelines.export import export_checkpoint
+
+    data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30)
+    j = job(data, tmp_path, 2, False)
+    j["train"]["precision"] = "bf16"
+    summary = launch_training(j, launcher="local")
+    assert summary["step"] == 2 and torch.isfinite(torch.tensor(summary["metrics"]["total_loss"]))
+    model = load_iptalker(export_checkpoint(tmp_path / "run", tmp_path / "g.pt"))
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_deepspeed_config_fills_auto_values_and_picks_cpu_precision():
+    from pipelines import engines
+    from pipelines.train_config import TrainConfig
+
+    assert engines.resolve_precision("auto") == ("bf16" if engines.use_cuda() else "fp32")
+    cfg = engines.deepspeed_config(TrainConfig(zero_stage=2).deepspeed_json, batch_size=3,
+                                   grad_accum=2, precision="bf16", max_steps=50, warmup_steps=80)
+    assert cfg["train_micro_batch_size_per_gpu"] == 3 and cfg["gradient_accumulation_steps"] == 2
+    assert cfg["bf16"]["enabled"] and not cfg["fp16"]["enabled"]
+    assert cfg["data_types"]["buffer_dtype"] == "bf16"
+    assert cfg["scheduler"]["params"] == {**cfg["scheduler"]["params"], "total_num_steps": 50,
+                                          "warmup_num_steps": 49}
+    assert cfg["zero_optimization"]["stage"] == 2
