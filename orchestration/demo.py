@@ -51,7 +51,10 @@ def _synth(raw: Path, videos: int, seed: int) -> str:
 def _curate(settings: Any, raw: Path, dataset: Path) -> str:
     from pipelines.curate import run_curation
 
-    summary = run_curation([str(raw)], str(dataset), settings.curate, settings.preprocess,
+    curate = settings.curate
+    if not curate.val_identities:  # a hash split of 3 identities may leave val empty: pin one
+        curate = dataclasses.replace(curate, val_identities=("id01",))
+    summary = run_curation([str(raw)], str(dataset), curate, settings.preprocess,
                            settings.storage, ray_address=settings.ray.address)
     print(summary.render())
     if not summary.counts["clips"]:
