@@ -126,7 +126,7 @@ def launch_local(config_path: Path) -> None:
 
 
 def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str | None,
-               temp_dir: str | None) -> None:
+               temp_dir: str | None) -> dict:
     """Ray Train: ``num_workers`` TorchTrainer workers each run ``train_worker.ray_train_loop``."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -150,7 +150,7 @@ def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str |
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             run_config=RunConfig(name="iptalker-train",
                                  storage_path=str(Path(job["train"]["out_dir"]) / "ray")))
-        trainer.fit()
+        return dict(trainer.fit().metrics or {})  # rank 0's final metrics, for drivers off the shared disk
     finally:
         if started:
             ray.shutdown()
@@ -169,6 +169,9 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
         raise LaunchError(f"unknown launcher {launcher!r}; choose one of {list(LAUNCHERS)}")
     job = resolve_job(settings)
     config_path = write_job(job)
+    summary = Path(job["train"]["out_dir"]) / "summary.json"
+    summary.unlink(missing_ok=True)  # never report a previous run's outcome
+    metrics: dict = {}
     if launcher == "local":
         if nproc * nnodes != 1:
             raise LaunchError("launcher 'local' runs one process; use torchrun, deepspeed or ray")
@@ -181,7 +184,8 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
         _run(deepspeed_command(config_path, nproc, nnodes, hostfile, addr, master_port), worker_env())
     else:
         ray_cfg = _section(settings, "ray")
-        launch_ray(job, nproc * nnodes, use_gpu, ray_address or ray_cfg.get("address"),
-                   ray_cfg.get("temp_dir"))
-    summary = Path(job["train"]["out_dir"]) / "summary.json"
-    return json.loads(summary.read_text()) if summary.is_file() else {"out_dir": job["train"]["out_dir"]}
+        metrics = launch_ray(job, nproc * nnodes, use_gpu, ray_address or ray_cfg.get("address"),
+                             ray_cfg.get("temp_dir"))
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    return {"out_dir": job["train"]["out_dir"], "metrics": metrics}
