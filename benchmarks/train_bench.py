@@ -34,10 +34,11 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_exten
 import torch  # noqa: E402
 
 
-def job_dict(data: str, out_dir: str, preset: str, image_size: int | None, zero: int, batch: int) -> dict:
+def job_dict(data: str, out_dir: str, preset: str, image_size: int | None, zero: int, batch: int,
+             precision: str = "auto") -> dict:
     model = {"preset": preset, **({"image_size": image_size} if image_size else {})}
     return {"train": {"data": data, "stage": "iptalker", "out_dir": out_dir, "zero_stage": zero,
-                      "batch_size": batch, "num_workers": 0, "max_steps": 1000},
+                      "batch_size": batch, "num_workers": 0, "max_steps": 1000, "precision": precision},
             "model": model, "tracking": {"enabled": False}}
 
 
@@ -122,7 +123,8 @@ def memory(args, data: str, tmp: str) -> list[dict]:
     rows = []
     for z in args.zero:
         job_path = Path(tmp) / f"mem{z}.json"
-        job_path.write_text(json.dumps(job_dict(data, f"{tmp}/mem{z}", "paper", image, z, 1)))
+        job_path.write_text(json.dumps(job_dict(data, f"{tmp}/mem{z}", "paper", image, z, 1,
+                                                args.precision)))
         out = Path(tmp) / f"mem{z}"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                __file__, "--memory-worker", "--job", str(job_path), "--out", str(out), "--steps", "2"]
@@ -140,6 +142,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=12)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--zero", type=int, nargs="*", default=[0, 1, 2, 3])
+    p.add_argument("--precision", default="auto", help="memory runs: auto (GPU bf16, CPU fp32) or bf16")
+    p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--job", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -150,13 +154,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = write_corpus(f"{tmp}/corpus", videos=6, clips=2, frames=50, size=256)
-        res = throughput(args, data, tmp)
-        print(f"loader {res['loader_windows_per_s']:.1f} windows/s ({args.workers} workers) vs "
-              f"train step {res['train_samples_per_s']:.1f} samples/s ({res['preset']} "
-              f"{res['image_size']}px, iptalker G+D, 1 rank): ratio {res['ratio']:.1f}x (target >= 5x)")
+        if not args.skip_throughput:
+            res = throughput(args, data, tmp)
+            print(f"loader {res['loader_windows_per_s']:.1f} windows/s ({args.workers} workers) vs "
+                  f"train step {res['train_samples_per_s']:.1f} samples/s ({res['preset']} "
+                  f"{res['image_size']}px, iptalker G+D, 1 rank): ratio {res['ratio']:.1f}x (target >= 5x)")
         for row in memory(args, data, tmp):
             gpu = f", cuda max {row['cuda_max_allocated_mb']:.0f} MB" if "cuda_max_allocated_mb" in row else ""
-            print(f"ZeRO-{row['zero']} rank {row['rank']}: peak RSS {row['peak_rss_mb']:.0f} MB "
+            print(f"ZeRO-{row['zero']} ({args.precision}) rank {row['rank']}: peak RSS {row['peak_rss_mb']:.0f} MB "
                   f"(+{row['peak_over_baseline_mb']:.0f} MB over baseline), held after the step "
                   f"+{row['held_after_step_mb']:.0f} MB{gpu}")
 
