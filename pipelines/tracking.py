@@ -1,8 +1,9 @@
 """MLflow for every job: ``TrackingConfig``, start-or-resume a run, params, metrics, artifacts, lineage.
 
 Why one module: training, evaluation and the registry all log to the same place the same way.
-The embedded default is a sqlite store in the working directory (no server); point
-``tracking_uri`` at ``http://host:5000`` for a shared ``mlflow server``. Callers make sure only
+The embedded default is a sqlite store in the working directory (no server); a ``file:`` URI
+uses MLflow's file store; point ``tracking_uri`` at ``http://host:5000`` for a shared
+``mlflow server``. Callers make sure only
 rank 0 calls in here; this module does not know about ranks.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +46,11 @@ class TrackingConfig:
 def _mlflow(cfg: TrackingConfig):
     import mlflow
 
-    mlflow.set_tracking_uri(cfg.resolved_uri())
+    uri = cfg.resolved_uri()
+    if "://" not in uri or uri.startswith("file:"):
+        # MLflow 3 refuses the (maintenance-mode) file store unless asked; a file URI is asking
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
     return mlflow
 
 
@@ -131,13 +137,15 @@ def dataset_lineage(data_root: str, storage=None) -> dict[str, str]:
 
 
 def log_dataset_lineage(data_root: str, storage=None) -> dict[str, str]:
-    """Tag the run with the lineage and keep a copy of ``dataset.json`` as an artifact."""
+    """Log the lineage as params and tags (searchable either way) and keep ``dataset.json`` as an
+    artifact. Call once per run: params cannot change on a reopened run."""
     import mlflow
 
     from pipelines.storage import Storage
 
     storage = storage or Storage()
     lineage = dataset_lineage(data_root, storage)
+    mlflow.log_params(lineage)
     mlflow.set_tags(lineage)
     if "dataset.sha256" in lineage:
         mlflow.log_dict(json.loads(storage.read_bytes(lineage["dataset.json"])), "lineage/dataset.json")

@@ -47,6 +47,7 @@ def check_run_roundtrip(cfg: TrackingConfig, data_root: Path) -> None:
     run = client.get_run(run_id)
     assert run.data.params["train.lr"] == "0.001" and run.info.status == "FINISHED"
     assert run.data.tags["dataset.version"] == "v7" and len(lineage["dataset.sha256"]) == 64
+    assert run.data.params["dataset.sha256"] == lineage["dataset.sha256"]
     assert [m.step for m in client.get_metric_history(run_id, "total_loss")] == [1, 2]
     assert [a.path for a in client.list_artifacts(run_id, "lineage")] == ["lineage/dataset.json"]
 
@@ -56,6 +57,11 @@ def test_sqlite_store_run_resume_and_lineage(tmp_path):
                          artifact_location=str(tmp_path / "artifacts"))
     check_run_roundtrip(cfg, tmp_path)
     assert any((tmp_path / "artifacts").rglob("dataset.json"))
+
+
+def test_file_store_works_when_asked_for(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    check_run_roundtrip(TrackingConfig(tracking_uri=f"file://{tmp_path / 'mlruns'}"), tmp_path)
 
 
 @pytest.fixture
