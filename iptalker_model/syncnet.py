@@ -19,6 +19,23 @@ from .config import ModelConfig
 from .mask import cut_lower_face
 
 
+class SyncLogit(nn.Module):
+    """Learned scale and bias turning cosine similarity into an in-sync logit.
+
+    A module of its own (not bare parameters on SyncNet) so that calling it goes through
+    ``forward``: ZeRO-3 gathers a module's parameters only around its forward hooks.
+    """
+
+    def __init__(self, scale: float = 5.0, bias: float = -2.5):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+        self.bias = nn.Parameter(torch.tensor(bias))
+
+    def forward(self, v_emb: torch.Tensor, a_emb: torch.Tensor) -> torch.Tensor:
+        """[B, E] x [B, E] unit vectors -> logit [B]."""
+        return self.scale * (v_emb * a_emb).sum(-1) + self.bias
+
+
 class SyncNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -35,8 +52,7 @@ class SyncNet(nn.Module):
             nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU(),
             nn.Flatten(), nn.Linear(hidden * 2 * t, e),
         )
-        self.logit_scale = nn.Parameter(torch.tensor(5.0))
-        self.logit_bias = nn.Parameter(torch.tensor(-2.5))
+        self.head = SyncLogit()
 
     def forward(self, lower_face: torch.Tensor, audio_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """lower_face [B, T, 3, h, w] in [-1, 1] (see ``cut_lower_face``), audio_rows [B, 2T, D]
@@ -54,7 +70,7 @@ class SyncNet(nn.Module):
 
     def logit(self, v_emb: torch.Tensor, a_emb: torch.Tensor) -> torch.Tensor:
         """In-sync logit [B] from embeddings."""
-        return self.logit_scale * (v_emb * a_emb).sum(-1) + self.logit_bias
+        return self.head(v_emb, a_emb)
 
     def sync_probability(self, lower_face: torch.Tensor, audio_rows: torch.Tensor) -> torch.Tensor:
         """P(in sync) [B] in (0, 1)."""

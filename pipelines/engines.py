@@ -113,7 +113,7 @@ def promote_scalar_params(module: torch.nn.Module) -> None:
     """Give 0-dim parameters shape [1] (in place, same values).
 
     DeepSpeed 0.19.8 broadcasts every parameter as ``p.data.view(torch.uint8)``, which fails for a
-    0-dim tensor (e.g. SyncNet's ``logit_scale``). Broadcasting keeps them [1]-shaped in checkpoints;
+    0-dim tensor (e.g. ``SyncLogit.scale``). Broadcasting keeps them [1]-shaped in checkpoints;
     ``pipelines.export`` reshapes them back to the model's own shapes.
     """
     for p in module.parameters():

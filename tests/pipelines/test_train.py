@@ -105,15 +105,17 @@ def test_cli_both_stages_zero2_torchrun_then_export(corpus, tmp_path):
     assert load_iptalker(tmp_path / "g.pt").cfg.image_size == 32  # weights_only=True inside
 
 
-def test_zero3_smoke_and_export(corpus, tmp_path):
-    from iptalker_model.checkpoint import load_iptalker
+@pytest.mark.parametrize("stage", ["syncnet", "iptalker"])
+def test_zero3_smoke_and_export(corpus, tmp_path, stage):
+    from iptalker_model.checkpoint import load_iptalker, load_syncnet
     from pipelines.export import export_checkpoint
 
-    s = settings(corpus, tmp_path, "iptalker", zero_stage=3, max_steps=4, log_every=2, val_every=4,
+    s = settings(corpus, tmp_path, stage, zero_stage=3, max_steps=4, log_every=2, val_every=4,
                  save_every=4)
     summary = launch_training(s, launcher="torchrun", nproc=2)
     assert summary["status"] == "FINISHED" and summary["step"] == 4
-    load_iptalker(export_checkpoint(summary["out_dir"], tmp_path / "z3.pt"))
+    load = load_syncnet if stage == "syncnet" else load_iptalker
+    load(export_checkpoint(summary["out_dir"], tmp_path / "z3.pt"))
 
 
 def descendants(pid: int) -> list[int]:
