@@ -22,7 +22,7 @@ def _add_config_args(p: argparse.ArgumentParser, suffix: str) -> None:
     p.add_argument("--config", action="append", dest=f"config_{suffix}", default=default,
                    metavar="FILE", help="YAML settings file (repeatable; later files win)")
     p.add_argument("--set", action="append", dest=f"set_{suffix}", default=default,
-                   metavar="KEY=VALUE", help="override one setting, e.g. --set ray.num_cpus=2")
+                   metavar="KEY=VALUE", help="override one setting, e.g. --set curate.num_workers=2")
 
 
 def _settings(args: argparse.Namespace):
@@ -68,7 +68,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
     st = _settings(args)
     summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
-                           ray_address=args.address or st.ray.address, overwrite=args.overwrite,
+                           ray_address=args.address or st.ray.address, ray_temp_dir=st.ray.temp_dir,
+                           overwrite=args.overwrite,
                            progress=not args.no_progress)
     print(summary.render())
     return 1 if summary.failed_shard_writes else 0

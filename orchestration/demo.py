@@ -55,7 +55,8 @@ def _curate(settings: Any, raw: Path, dataset: Path) -> str:
     if not curate.val_identities:  # a hash split of 3 identities may leave val empty: pin one
         curate = dataclasses.replace(curate, val_identities=("id01",))
     summary = run_curation([str(raw)], str(dataset), curate, settings.preprocess,
-                           settings.storage, ray_address=settings.ray.address)
+                           settings.storage, ray_address=settings.ray.address,
+                           ray_temp_dir=settings.ray.temp_dir)
     print(summary.render())
     if not summary.counts["clips"]:
         raise RuntimeError("curation accepted no clips; nothing to train on")

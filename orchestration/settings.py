@@ -40,8 +40,7 @@ class ConfigError(UserError):
 @dataclass
 class RayConfig:
     address: str | None = None  # None: start Ray in-process; "auto" or host:port: join a cluster
-    num_cpus: int | None = None  # local Ray only
-    temp_dir: str | None = None  # local Ray only; keep Ray's files out of the shared /tmp/ray
+    temp_dir: str | None = None  # local Ray only (curate, Ray Train): keep files out of /tmp/ray
 
 
 @dataclass

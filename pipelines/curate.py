@@ -73,7 +73,8 @@ class CurationSummary:
 
 
 def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: Any, storage: StorageConfig,
-                 *, ray_address: str | None = None, overwrite: bool = False, progress: bool = True,
+                 *, ray_address: str | None = None, ray_temp_dir: str | None = None,
+                 overwrite: bool = False, progress: bool = True,
                  stages: Stages | None = None) -> CurationSummary:
     """Curate ``inputs`` into the dataset at ``output`` (local path or s3:// URI); see the module
     docstring for the stages. Rerunning after a crash resumes; ``overwrite`` starts over."""
@@ -91,7 +92,7 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
                            {r["identity"]: r["split"] for r in committed.values() if r.get("clips")})
     uncommitted, failed_writes = [], 0
     if todo:  # nothing left (a finished resume): no Ray start, just the index and report again
-        with ray_session(ray_address, cfg):
+        with ray_session(ray_address, cfg, ray_temp_dir):
             stream = ShardStream(cfg, preprocess, store, root, next_shard, stages or Stages(), progress)
             uncommitted = stream.run(todo, identities, total=len(items))              # 4, 5, 6
             failed_writes = stream.failed_writes
@@ -107,9 +108,10 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, cfg: CurateConfig) -> Iterator[None]:
-    """Join ``address`` (token auth: ``RAY_AUTH_TOKEN`` in the env) or start Ray in-process.
-    An already-initialised Ray (a caller's, or ``ray job submit``) is used as is."""
+def ray_session(address: str | None, cfg: CurateConfig, temp_dir: str | None = None) -> Iterator[None]:
+    """Join ``address`` (token auth: ``RAY_AUTH_TOKEN`` in the env) or start Ray in-process
+    (files under ``temp_dir``: keep it short, unix socket paths are limited). An already
+    initialised Ray (a caller's, or ``ray job submit``) is used as is."""
     import ray
 
     if ray.is_initialized():
@@ -120,7 +122,7 @@ def ray_session(address: str | None, cfg: CurateConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=cfg.num_workers, include_dashboard=False, _temp_dir=cfg.ray_temp_dir,
+        ray.init(num_cpus=cfg.num_workers, include_dashboard=False, _temp_dir=temp_dir,
                  log_to_driver=False)
     try:
         yield

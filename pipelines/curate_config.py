@@ -24,7 +24,6 @@ class CurateConfig:
     whisper_actors: int = 1  # encoder pool size; each loads the model once
     whisper_num_cpus: float = 0.0  # CPU-only clusters: share cores (reserving one idles it)
     whisper_num_gpus: float | None = None  # None: 1 per actor when the cluster has GPUs, else 0
-    ray_temp_dir: str | None = None  # local Ray only (short path: unix socket length limit)
 
     # inputs and identities
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # for directory/prefix listing only

@@ -37,6 +37,6 @@ def test_missing_config_file_is_one_line_exit_2(tmp_path):
 
 
 def test_config_verb_prints_resolved_settings_without_secrets():
-    r = run("config", "--set", "ray.num_cpus=3", "--set", "storage.s3_secret=hunter2")
+    r = run("config", "--set", "curate.num_workers=3", "--set", "storage.s3_secret=hunter2")
     assert r.returncode == 0
-    assert "num_cpus: 3" in r.stdout and "hunter2" not in r.stdout
+    assert "num_workers: 3" in r.stdout and "hunter2" not in r.stdout

@@ -20,7 +20,7 @@ def test_demo_runs_every_existing_step(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     r = subprocess.run([IPTALKER, "demo", "--out", str(out), "--videos", "3", "--steps", "4",
-                        "--set", f"curate.ray_temp_dir=/tmp/rt-d{os.getpid()}"],
+                        "--set", f"ray.temp_dir=/tmp/rt-d{os.getpid()}"],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "still to come" in r.stdout  # later steps are announced, not faked

@@ -11,12 +11,12 @@ from orchestration.settings import ConfigError, Settings, build, dump_yaml, load
 
 def test_defaults_files_and_overrides_merge_in_order(tmp_path):
     a = tmp_path / "a.yaml"
-    a.write_text("ray:\n  num_cpus: 1\n  temp_dir: /tmp/x\n")
+    a.write_text("ray:\n  address: auto\n  temp_dir: /tmp/x\n")
     b = tmp_path / "b.yaml"
-    b.write_text("ray:\n  num_cpus: 2\n")
+    b.write_text("ray:\n  address: 10.0.0.1:6379\n")
     s = load_settings([a, b], ["ray.temp_dir=/tmp/y", "storage.s3_anon=true"])
     assert isinstance(s, Settings)
-    assert s.ray.num_cpus == 2  # later file wins
+    assert s.ray.address == "10.0.0.1:6379"  # later file wins
     assert s.ray.temp_dir == "/tmp/y"  # --set wins over files
     assert s.storage.s3_anon is True  # YAML-typed override value
 
@@ -26,7 +26,7 @@ def test_defaults_files_and_overrides_merge_in_order(tmp_path):
     [
         ("nonsense.key=1", "'nonsense.key'"),
         ("ray.bogus=1", "'ray.bogus'"),
-        ("ray.num_cpus=many", "ray.num_cpus: expected int"),
+        ("curate.num_workers=many", "curate.num_workers: expected int"),
         ("storage=3", "storage"),
         ("novalue", "key=value"),
     ],

@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temp-dir")
     ap.add_argument("--shard-max-samples", type=int, default=2000)
     args = ap.parse_args(argv)
-    cfg = CurateConfig(ray_temp_dir=args.temp_dir, shard_max_samples=args.shard_max_samples, num_workers=2)
+    cfg = CurateConfig(shard_max_samples=args.shard_max_samples, num_workers=2)
     summary = run_curation(args.inputs, args.output, cfg, PreprocessConfig(), StorageConfig(),
-                           ray_address=args.address, progress=False, stages=stages())
+                           ray_address=args.address, ray_temp_dir=args.temp_dir, progress=False, stages=stages())
     print(summary.render())
 
 

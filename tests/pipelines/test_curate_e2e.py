@@ -88,7 +88,7 @@ def check_dataset(storage: Storage, root: str, listed: set[str], uri_of) -> None
 def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
     out = tmp_path / "ds"
     cmd = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(corpus), "--output", str(out),
-           "--set", f"curate.ray_temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2", "--set", "curate.val_identities=[id01]"]
+           "--set", f"ray.temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2", "--set", "curate.val_identities=[id01]"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -106,8 +106,9 @@ def test_curate_end_to_end_on_s3(corpus, s3_bucket):
     for path in video_files(corpus):
         st.put(path, join(s3_bucket, "raw", str(Path(path).relative_to(corpus))))
     root = join(s3_bucket, "datasets", "v1")
-    summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(ray_temp_dir=f"/tmp/rt-s{os.getpid()}"),
-                           PreprocessConfig(), StorageConfig(), progress=False)
+    summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(),
+                           PreprocessConfig(), StorageConfig(), ray_temp_dir=f"/tmp/rt-s{os.getpid()}",
+                           progress=False)
     listed = {join(s3_bucket, "raw", str(Path(p).relative_to(corpus))) for p in video_files(corpus)}
     check_dataset(st, root, listed, lambda rel: join(s3_bucket, "raw", rel))
     assert summary.counts["inputs"] == len(listed)

@@ -39,7 +39,7 @@ def corpus(tmp_path_factory):
     generate_corpus(root / "raw", 4, seed=7, n_identities=2, seconds=(3.0, 3.0))
     subprocess.run([CLI, "curate", "--input", str(root / "raw"), "--output", str(root / "ds"),
                     "--no-progress", "--set", 'curate.val_identities=["id01"]',
-                    "--set", f"curate.ray_temp_dir=/tmp/rt-tr{os.getpid()}",
+                    "--set", f"ray.temp_dir=/tmp/rt-tr{os.getpid()}",
                     "--set", "curate.shard_max_samples=2"], check=True, env=worker_env())
     return str(root / "ds")
 
