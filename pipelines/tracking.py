@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.config_dict import strict_from_dict
+
 MAX_PARAM_LEN = 6000  # MLflow rejects longer param values
 PARAM_BATCH = 100  # MLflow's per-request param limit
 
@@ -36,11 +38,7 @@ class TrackingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrackingConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown tracking keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "tracking")
 
 
 def _mlflow(cfg: TrackingConfig):

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.config_dict import strict_from_dict
+
 STAGES = ("syncnet", "iptalker")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +78,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown train keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "train")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from pipelines import tracking
 from pipelines.tracking import TrackingConfig
 from tests.conftest import free_port
+from tests.servers import start_http_server
 
 
 def test_flatten_nested_config_to_mlflow_params():
@@ -73,19 +71,8 @@ def mlflow_server(tmp_path):
            "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
            "--artifacts-destination", str(tmp_path / "server-artifacts")]
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError((tmp_path / "server.log").read_text()[-2000:]) from None
-            time.sleep(0.3)
+    proc = start_http_server(cmd, url + "/health", tmp_path / "server.log", env=env)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
