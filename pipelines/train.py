@@ -220,6 +220,7 @@ class Trainer:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{terms.get('total_loss', float('nan')):.4f}",
                                  samples_s=f"{self.samples_per_step / max(seconds, 1e-9):.1f}")
+
     def log_train(self, window: dict, elapsed: float, wait: float) -> dict:
         """Average the window over steps and ranks; rank 0 prints progress and logs to MLflow."""
         metrics = {k: sum(v) / len(v) for k, v in window.items()}
