@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import tempfile
 import traceback
@@ -66,14 +65,6 @@ def _clip_rejects(rejected: list[tuple[str, str]]) -> dict[str, Any]:
     return {"rejected_clips": len(rejected), "clip_reject_reasons": json.dumps(reasons, sort_keys=True)}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _encode_frames(crops: np.ndarray, fps: float) -> bytes:
     from preprocessing.encode import encode_mp4
 
@@ -112,7 +103,7 @@ def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Stora
 
     try:
         with storage.local_copy(uri) as path:
-            row = {**row, "sha256": _file_sha256(path), "bytes": path.stat().st_size}
+            row = {**row, "sha256": shards.file_sha256(path), "bytes": path.stat().st_size}
             outcome = stages.resolved().extract(path, preprocess, row["video_id"])
             info = getattr(outcome, "info", None)
             if info is not None:

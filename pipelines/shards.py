@@ -144,7 +144,8 @@ def _write_tar(samples: Sequence[Sample], path: Path) -> None:
                 tar.addfile(info, io.BytesIO(s.files[suffix]))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Streaming sha256 of a local file (1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -168,7 +169,7 @@ def write_shard(storage: Storage, root: str, index: int, samples: Sequence[Sampl
         pd.DataFrame(rows, columns=list(rows[0]) if rows else ["key", "shard", "bytes"]).to_parquet(pq_path, index=False)
         record = {
             "shard": name, "samples": len(samples), "bytes": tar_path.stat().st_size,
-            "sha256": _sha256(tar_path), "parquet_sha256": _sha256(pq_path),
+            "sha256": file_sha256(tar_path), "parquet_sha256": file_sha256(pq_path),
             "keys": [s.key for s in samples], "inputs": list(inputs), "created_unix": time.time(),
         }
         for local, suffix in ((tar_path, ".tar"), (pq_path, ".parquet")):
