@@ -153,7 +153,10 @@ class WhisperStage:
         """[clip payload] -> ([Sample], [(reason, message)] of clips the sync filter dropped); an
         error string instead of raising (the writer records it against the input)."""
         try:
-            feats = self.extractor.batch([p["audio"] for p in payload], [p["n_frames"] for p in payload])
+            from preprocessing.audio_features import features_for_clips
+
+            feats = features_for_clips(self.extractor, [p["audio"] for p in payload], [p["n_frames"] for p in payload],
+                                       [p["meta"]["start_frame"] for p in payload])
             samples, rejected = [], []
             for p, f in zip(payload, feats):
                 if self.sync is not None and not self._in_sync(p, f, rejected):

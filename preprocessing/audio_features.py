@@ -141,3 +141,32 @@ class WhisperFeatureExtractor:
 
     def __call__(self, audio_16k: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
         return self.batch([audio_16k], [n_frames], fps)[0]
+
+
+def features_for_clips(extractor, audios: list[np.ndarray], n_frames: list[int],
+                       start_frames: list[int]) -> list[np.ndarray]:
+    """Features for the clips of ONE recording: clips that follow each other without a gap are
+    encoded as one stretch of audio and the rows sliced back per clip.
+
+    Why: each clip's rows then see the real audio around them, as they do when dubbing encodes a
+    whole new track (not silence padding up to 30 s), and a run of short clips shares 30 s
+    windows instead of paying one full window per clip. ``extractor`` is anything with
+    ``batch(audios, n_frames)``; ``audios[i]`` must span exactly ``n_frames[i]`` frames from
+    ``start_frames[i]`` (as ``Clip.audio`` does), so concatenating a run keeps time aligned.
+    """
+    runs: list[list[int]] = []
+    for i, start in enumerate(start_frames):
+        prev = runs[-1][-1] if runs else None
+        if prev is not None and start == start_frames[prev] + n_frames[prev]:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    run_rows = extractor.batch([np.concatenate([np.asarray(audios[i], np.float32) for i in run]) for run in runs],
+                               [sum(n_frames[i] for i in run) for run in runs])
+    out: list[np.ndarray] = [np.empty(0)] * len(audios)
+    for run, rows in zip(runs, run_rows, strict=True):  # rows: [2 * run frames, D]
+        offset = 0
+        for i in run:
+            out[i] = rows[2 * offset:2 * (offset + n_frames[i])]
+            offset += n_frames[i]
+    return out

@@ -117,3 +117,21 @@ def test_plan_windows_cover_every_row():
         for s in starts:
             covered[s:s + 1500] = True
         assert covered.all() and starts[-1] + 1500 >= n_rows
+
+
+def test_contiguous_clips_share_one_encoding_and_gaps_split_runs(speech, extractor):
+    """Clips of one recording: a contiguous run is encoded as one stretch (rows identical to
+    encoding the whole stretch), a gap starts a new run, and time stays aligned per clip."""
+    from preprocessing.audio_features import features_for_clips
+
+    audio, sr, fps = speech["short"], 16000, 25
+    spans = [(0, 40), (40, 75), (90, 120)]  # frames: two touching clips, then a gap
+    audios = [audio[round(s / fps * sr):round(e / fps * sr)] for s, e in spans]
+    feats = features_for_clips(extractor, audios, [e - s for s, e in spans], [s for s, _ in spans])
+    assert [f.shape for f in feats] == [(2 * (e - s), extractor.dim) for s, e in spans]
+    run = extractor(audio[:round(75 / fps * sr)], 75)  # [150, D]: the first two clips together
+    np.testing.assert_array_equal(feats[0], run[:80])
+    np.testing.assert_array_equal(feats[1], run[80:150])
+    np.testing.assert_array_equal(feats[2], extractor(audios[2], 30))  # after the gap: on its own
+    alone = extractor(audios[1], 35)  # the second clip encoded without its neighbour's context
+    assert not np.array_equal(alone, feats[1])
