@@ -189,10 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return EXIT_USER_ERROR
-    from orchestration.launch import LaunchError
+    from orchestration.launch import LaunchError, TrainingFailed
 
     try:
         return verbs[args.verb](args)
+    except TrainingFailed as e:  # not a user error: the workers' tracebacks are printed above
+        print(f"iptalker {args.verb}: failed: {e}", file=sys.stderr)
+        return 1
     except (UserError, LaunchError) as e:  # ConfigError is a UserError
         print(f"iptalker {args.verb}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

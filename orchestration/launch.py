@@ -30,7 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class LaunchError(RuntimeError):
-    pass
+    """The job cannot start as configured (a user error: the CLI exits 2)."""
+
+
+class TrainingFailed(LaunchError):
+    """The workers started and failed; their own output says why (the CLI exits 1)."""
 
 
 # ------------------------------------------------------------------ the resolved job
@@ -56,6 +60,23 @@ def resolve_job(settings) -> dict:
     if not job.tracking.tracking_uri:  # pin the embedded store now so every worker agrees
         job.tracking.tracking_uri = job.tracking.resolved_uri()
     return job.to_dict()
+
+
+def check_inputs(job: dict) -> None:
+    """Fail before any worker starts when what the job reads is not there (one line, exit 2)
+    rather than as a traceback on every rank."""
+    from pipelines.loader import list_shards
+    from pipelines.storage import Storage, StorageConfig
+
+    train = job["train"]
+    try:
+        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))))
+    except FileNotFoundError as e:
+        raise LaunchError(str(e)) from None
+    expert = train.get("syncnet_checkpoint")
+    if train["stage"] == "iptalker" and expert and "://" not in expert and not Path(expert).is_file():
+        raise LaunchError(f"train.syncnet_checkpoint {expert} not found (export one with "
+                          "`iptalker export` after `iptalker train --stage syncnet`)")
 
 
 def write_job(job: dict) -> Path:
@@ -107,7 +128,8 @@ def _run(cmd: list[str], env: dict) -> None:
     print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, env=env, cwd=os.getcwd())
     if proc.returncode != 0:
-        raise LaunchError(f"training exited with code {proc.returncode}: {' '.join(cmd[:6])} ...")
+        raise TrainingFailed(f"training exited with code {proc.returncode} (see the workers' output above): "
+                             f"{' '.join(cmd[:6])} ...")
 
 
 # ------------------------------------------------------------------ launchers
@@ -168,6 +190,7 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
     if launcher not in LAUNCHERS:
         raise LaunchError(f"unknown launcher {launcher!r}; choose one of {list(LAUNCHERS)}")
     job = resolve_job(settings)
+    check_inputs(job)
     config_path = write_job(job)
     summary = Path(job["train"]["out_dir"]) / "summary.json"
     summary.unlink(missing_ok=True)  # never report a previous run's outcome

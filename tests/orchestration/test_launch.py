@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,26 @@ def test_bad_settings_fail_with_the_key_named(tmp_path):
         resolve_job(job_settings(tmp_path, learning_rate=1.0))
     with pytest.raises(LaunchError, match="unknown launcher"):
         launch_training(job_settings(tmp_path), launcher="slurm")
+
+
+def test_missing_inputs_fail_before_any_worker_starts(tmp_path):
+    """No curated shards, or no exported expert: one clear error, no run folder, no MLflow run."""
+    empty = tmp_path / "empty-dataset"
+    empty.mkdir()
+    with pytest.raises(LaunchError, match="no finished shards .*iptalker curate"):
+        launch_training(job_settings(tmp_path, data=str(empty)), launcher="local")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "mlruns.db").exists()
+    r = subprocess.run([str(Path(sys.executable).with_name("iptalker")), "train", "--data", str(empty),
+                        "--stage", "syncnet", "--out", str(tmp_path / "cli-run")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert "no finished shards" in r.stderr
+
+
+def test_missing_syncnet_expert_fails_before_any_worker_starts(corpus, tmp_path):
+    s = job_settings(tmp_path, data=corpus, stage="iptalker", syncnet_checkpoint=str(tmp_path / "nope.pt"))
+    with pytest.raises(LaunchError, match="syncnet_checkpoint .*iptalker export"):
+        launch_training(s, launcher="local")
 
 
 def test_torchrun_command_single_and_multi_node(tmp_path):
