@@ -1,9 +1,12 @@
 """Whisper encoder features at 50 Hz: 2 rows per 25 fps video frame, float16.
 
-The encoder only accepts exactly 30 s of log-mel (3000 mel frames -> 1500 rows). Longer audio is
-cut into 30 s windows that overlap by `overlap_s`, and the overlaps are crossfaded: encoder states
-depend on the position inside the window, so a hard cut would leave a jump at every 30 s boundary.
-The log-mel is computed once over the whole clip (whisper normalises by the clip's maximum).
+openai-whisper's encoder takes exactly 30 s of log-mel (3000 mel frames -> 1500 rows). Longer
+audio is cut into 30 s windows that overlap by `overlap_s`, and the overlaps are crossfaded:
+encoder states depend on the position inside the window, so a hard cut would leave a jump at
+every 30 s boundary. Shorter audio is encoded at its own length (the sinusoidal positional
+embedding sliced, as whisper.cpp's reduced audio context does) unless `pad_short_to_30s`: a 4 s
+clip then costs a tenth of a padded window. The log-mel is computed once over the whole clip
+(whisper normalises by the clip's maximum).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import whisper
 from whisper.audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from whisper.model import AudioEncoder, ModelDimensions
@@ -119,22 +123,37 @@ class WhisperFeatureExtractor:
             out.extend(self.encoder(batch).float().cpu().numpy())
         return out
 
+    @torch.inference_mode()
+    def _encode_short(self, mel: torch.Tensor) -> np.ndarray:
+        """whisper's AudioEncoder.forward on [n_mels, 2n] (< 3000) mel frames -> [n, D] float32."""
+        enc = self.encoder
+        x = F.gelu(enc.conv1(mel[None].to(self.cfg.device)))
+        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [1, n, D]
+        x = (x + enc.positional_embedding[:x.shape[1]]).to(x.dtype)
+        for block in enc.blocks:
+            x = block(x)
+        return enc.ln_post(x)[0].float().cpu().numpy()
+
     def batch(self, audios: list[np.ndarray], n_frames: list[int], fps: float = 25.0) -> list[np.ndarray]:
-        """Features for several clips with as few encoder forwards as possible (one for <=8 short clips)."""
+        """Features for several clips; padded 30 s windows share forwards (<= 8 per forward)."""
         overlap = int(self.cfg.overlap_s * ROW_RATE)
-        jobs, mels = [], []
+        jobs, mels = [], []  # per clip: (n_rows, frames, rows [n_rows, D] | None, window starts, first)
         for audio, frames in zip(audios, n_frames, strict=True):
             n_rows = max(1, int(np.ceil(frames / fps * ROW_RATE)))
             mel = self._mel(audio, n_rows)
+            if n_rows < ROWS_PER_WINDOW and not self.cfg.pad_short_to_30s:
+                jobs.append((n_rows, frames, self._encode_short(mel[:, :2 * n_rows]), [], 0))
+                continue
             starts = plan_windows(n_rows, overlap)
-            jobs.append((n_rows, frames, starts, len(mels)))
+            jobs.append((n_rows, frames, None, starts, len(mels)))
             mels.extend(mel[:, 2 * s:2 * s + N_FRAMES] for s in starts)
         states = self._encode(mels) if mels else []
         results = []
-        for n_rows, frames, starts, first in jobs:
-            rows = np.zeros((n_rows, self.dim), np.float32)  # [n_rows, D] at 50 Hz
-            for k, (start, w) in enumerate(zip(starts, crossfade_weights(starts, n_rows), strict=True)):
-                rows[start:start + len(w)] += w[:, None] * states[first + k][:len(w)]
+        for n_rows, frames, rows, starts, first in jobs:
+            if rows is None:  # stitch the crossfaded windows
+                rows = np.zeros((n_rows, self.dim), np.float32)  # [n_rows, D] at 50 Hz
+                for k, (start, w) in enumerate(zip(starts, crossfade_weights(starts, n_rows), strict=True)):
+                    rows[start:start + len(w)] += w[:, None] * states[first + k][:len(w)]
             pick = np.minimum(np.round(np.arange(2 * frames) * ROW_RATE / (2 * fps)).astype(int), n_rows - 1)
             results.append(rows[pick].astype(np.float16))  # [2 * frames, D]
         return results
@@ -149,8 +168,7 @@ def features_for_clips(extractor, audios: list[np.ndarray], n_frames: list[int],
     encoded as one stretch of audio and the rows sliced back per clip.
 
     Why: each clip's rows then see the real audio around them, as they do when dubbing encodes a
-    whole new track (not silence padding up to 30 s), and a run of short clips shares 30 s
-    windows instead of paying one full window per clip. ``extractor`` is anything with
+    whole new track, and one encoder pass serves the whole run instead of one per clip. ``extractor`` is anything with
     ``batch(audios, n_frames)``; ``audios[i]`` must span exactly ``n_frames[i]`` frames from
     ``start_frames[i]`` (as ``Clip.audio`` does), so concatenating a run keeps time aligned.
     """

@@ -48,6 +48,10 @@ class WhisperConfig:
     device: str = "cpu"
     seed: int = 0
     overlap_s: float = 4.0  # long audio: 30 s windows overlap this much and are crossfaded
+    # Audio shorter than 30 s: False encodes it at its own length (positional embedding sliced;
+    # ~10x cheaper for a 4 s clip); True pads to 30 s exactly as openai-whisper does. Curation
+    # and dubbing must use the same value (dataset.json records it).
+    pad_short_to_30s: bool = False
 
 
 @dataclass

@@ -72,19 +72,35 @@ def test_openai_checkpoint_is_loaded_with_weights_only(tmp_path, extractor, spee
     np.testing.assert_array_equal(loaded(clip, 50), extractor(clip, 50))
 
 
-def test_batch_runs_one_forward_and_matches_single_calls(extractor, speech):
+def test_padded_batch_runs_one_forward_and_matches_single_calls(speech):
+    padded = WhisperFeatureExtractor(WhisperConfig(seed=0, pad_short_to_30s=True))
     clips = [speech["short"][:16000], speech["short"][8000:40000], speech["short"]]
     frames = [25, 50, int(len(speech["short"]) / 16000 * 25)]
     calls = []
-    hook = extractor.encoder.register_forward_hook(lambda *_: calls.append(1))
+    hook = padded.encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
-        batched = extractor.batch(clips, frames)
+        batched = padded.batch(clips, frames)
     finally:
         hook.remove()
     assert len(calls) == 1
     for audio, n, feats in zip(clips, frames, batched, strict=True):
-        np.testing.assert_allclose(feats.astype(np.float32), extractor(audio, n).astype(np.float32),
+        np.testing.assert_allclose(feats.astype(np.float32), padded(audio, n).astype(np.float32),
                                    atol=2e-2)
+
+
+def test_short_audio_is_encoded_at_its_own_length(extractor, speech):
+    """By default a 2 s clip runs 100 encoder rows, not a padded 1500, and its features are not
+    the padded ones: curation and dubbing must agree on `pad_short_to_30s`."""
+    lengths = []
+    hook = extractor.encoder.blocks[0].register_forward_hook(lambda _m, args, _o: lengths.append(args[0].shape[1]))
+    try:
+        short = extractor(speech["short"][:32000], 50)  # [100, D]
+    finally:
+        hook.remove()
+    assert lengths == [100] and short.shape == (100, extractor.dim)
+    padded = WhisperFeatureExtractor(WhisperConfig(seed=0, pad_short_to_30s=True))(speech["short"][:32000], 50)
+    assert padded.shape == short.shape
+    assert np.abs(padded.astype(np.float32) - short.astype(np.float32)).mean() > 1e-3
 
 
 def test_long_audio_is_stitched_without_a_seam(extractor, speech):
