@@ -3,8 +3,6 @@ never leaves half-written files behind; FLAC/WAV helpers round-trip."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -13,27 +11,12 @@ import pytest
 import soundfile as sf
 
 from preprocessing.encode import decode_flac, encode_flac, encode_m4a, encode_mp4, write_wav
+from tests.ffprobe import ffprobe_streams
 
 
 def _probe(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt,"
-            "duration,sample_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {s["codec_type"]: s for s in json.loads(out.stdout)["streams"]}
+    entries = "codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt,duration,sample_rate"
+    return {s["codec_type"]: s for s in ffprobe_streams(path, entries, count_frames=True)}
 
 
 def _frames(n: int = 12, h: int = 48, w: int = 64) -> np.ndarray:

@@ -20,25 +20,11 @@ from preprocessing.synthetic import (
     render_clip,
     write_clip,
 )
+from tests.ffprobe import ffprobe_streams
 
 
 def _streams(path: Path) -> list[dict]:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)["streams"]
+    return ffprobe_streams(path, "codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate")
 
 
 def _codecs(path: Path) -> dict[str, str]:
