@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.curate import run_curation
-from pipelines.curate_config import CurateConfig
-from pipelines.storage import StorageConfig
+from pipelines.curate.config import CurateConfig
+from pipelines.curate.job import run_curation
+from pipelines.data.storage import StorageConfig
 from preprocessing.config import PreprocessConfig
 from preprocessing.media import iter_frames
-from preprocessing.synthetic import generate_corpus
+from preprocessing.synthetic.corpus import generate_corpus
 
 
 def decode_only(paths: list[Path], cfg: PreprocessConfig) -> tuple[int, float]:

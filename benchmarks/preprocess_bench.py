@@ -24,7 +24,7 @@ from preprocessing.config import PreprocessConfig
 from preprocessing.encode import encode_mp4
 from preprocessing.faces import FaceTracker, concat_tracks
 from preprocessing.media import iter_frames
-from preprocessing.synthetic import render_clip
+from preprocessing.synthetic.corpus import render_clip
 
 
 def make_clip(out: Path, seconds: float, seed: int = 7) -> Path:

@@ -53,7 +53,7 @@ def peak_rss_mb() -> float:
 
 # ------------------------------------------------------------------ 1. loader vs step
 def loader_windows_per_s(data: str, spec, batch: int, workers: int, batches: int) -> float:
-    from pipelines.loader import build_train_loader
+    from pipelines.data.loader import build_train_loader
 
     loader = build_train_loader(data, spec, batch_size=batch, rank=0, seed=0, num_workers=workers,
                                 shuffle_buffer=32, windows_per_clip=4, epoch_batches=batches + 3)
@@ -67,7 +67,7 @@ def loader_windows_per_s(data: str, spec, batch: int, workers: int, batches: int
 
 
 def train_samples_per_s(job: dict, steps: int) -> tuple[float, int]:
-    from pipelines.train import Trainer, TrainJob
+    from pipelines.train.trainer import Trainer, TrainJob
 
     trainer = Trainer(TrainJob.from_dict(job))
     batch = next(iter(trainer.train_loader))
@@ -80,7 +80,7 @@ def train_samples_per_s(job: dict, steps: int) -> tuple[float, int]:
 
 def throughput(args, data: str, tmp: str) -> dict:
     from iptalker_model import ModelConfig
-    from pipelines.loader import WindowSpec
+    from pipelines.data.loader import WindowSpec
 
     cfg = ModelConfig.preset(args.preset, **({"image_size": args.image_size} if args.image_size else {}))
     loader = loader_windows_per_s(data, WindowSpec.from_model(cfg), args.batch, args.workers, args.batches)
@@ -93,8 +93,8 @@ def throughput(args, data: str, tmp: str) -> dict:
 # ------------------------------------------------------------------ 2. memory per ZeRO stage
 def memory_worker(args) -> None:
     """One rank (under torchrun): build the trainer, run steps on a random batch, report peaks."""
-    from pipelines import engines
-    from pipelines.train import Trainer, TrainJob
+    from pipelines.train import engines
+    from pipelines.train.trainer import Trainer, TrainJob
 
     engines.init_distributed()
     base = rss_mb()
@@ -150,7 +150,7 @@ def main() -> None:
     args = p.parse_args()
     if args.memory_worker:
         return memory_worker(args)
-    from tests.pipelines.test_loader import write_corpus
+    from tests.fixtures.corpus import write_corpus
 
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = write_corpus(f"{tmp}/corpus", videos=6, clips=2, frames=50, size=256)

@@ -52,7 +52,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from preprocessing.synthetic import BAD_KINDS, EDGE_KINDS, generate_corpus, write_bad_inputs
+    from preprocessing.synthetic.corpus import (
+        BAD_KINDS,
+        EDGE_KINDS,
+        generate_corpus,
+        write_bad_inputs,
+    )
 
     _settings(args)
     out = Path(args.out)
@@ -64,7 +69,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from pipelines.curate import run_curation
+    from pipelines.curate.job import run_curation
 
     st = _settings(args)
     summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
@@ -108,7 +113,7 @@ def _train_summary(summary: dict) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipelines.export import export_checkpoint
+    from pipelines.train.export import export_checkpoint
 
     _settings(args)
     out = export_checkpoint(args.checkpoint, args.out, tag=args.tag)

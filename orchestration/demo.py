@@ -41,7 +41,7 @@ def run_demo(settings: Any, out_dir: str | Path, *, videos: int = 6, seed: int =
 
 
 def _synth(raw: Path, videos: int, seed: int) -> str:
-    from preprocessing.synthetic import generate_corpus, write_bad_inputs
+    from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
 
     generate_corpus(raw, videos, seed=seed)
     write_bad_inputs(raw / "bad", seed=seed)
@@ -49,7 +49,7 @@ def _synth(raw: Path, videos: int, seed: int) -> str:
 
 
 def _curate(settings: Any, raw: Path, dataset: Path) -> str:
-    from pipelines.curate import run_curation
+    from pipelines.curate.job import run_curation
 
     curate = settings.curate
     if not curate.val_identities:  # a hash split of 3 identities may leave val empty: pin one
@@ -77,6 +77,6 @@ def _train(settings: Any, out: Path, stage: str, steps: int, syncnet: str) -> st
 
 
 def _export(run_dir: Path, out_path: Path) -> str:
-    from pipelines.export import export_checkpoint
+    from pipelines.train.export import export_checkpoint
 
     return str(export_checkpoint(run_dir, out_path))

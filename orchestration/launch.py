@@ -1,6 +1,6 @@
 """Start the training workers: ``local``, ``torchrun``, ``deepspeed`` (hostfile) or ``ray`` (Ray Train).
 
-Whatever the launcher, every rank runs the same code (``pipelines.train_worker``) on the same job:
+Whatever the launcher, every rank runs the same code (``pipelines.train.worker``) on the same job:
 the launcher resolves the settings once and writes ``<out_dir>/resolved_config.json``, which the
 workers read (Ray ships the dict itself, since its workers may not share a disk with the driver).
 S3 credentials never go into that file; workers take them from the usual AWS environment.
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 LAUNCHERS = ("local", "torchrun", "deepspeed", "ray")
-WORKER_MODULE = "pipelines.train_worker"
+WORKER_MODULE = "pipelines.train.worker"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,7 +50,7 @@ def _section(settings, name: str) -> dict:
 def resolve_job(settings) -> dict:
     """Settings (the ``Settings`` object or a dict with sections ``train``, ``model``, ``loss``,
     ``tracking``, ``storage``) -> the validated, fully resolved job dict the workers train."""
-    from pipelines.train import TrainJob
+    from pipelines.train.trainer import TrainJob
 
     raw = {name: _section(settings, name) for name in ("train", "model", "loss", "tracking", "storage")}
     job = TrainJob.from_dict(raw)
@@ -65,8 +65,8 @@ def resolve_job(settings) -> dict:
 def check_inputs(job: dict) -> None:
     """Fail before any worker starts when what the job reads is not there (one line, exit 2)
     rather than as a traceback on every rank."""
-    from pipelines.loader import list_shards
-    from pipelines.storage import Storage, StorageConfig
+    from pipelines.data.loader import list_shards
+    from pipelines.data.storage import Storage, StorageConfig
 
     train = job["train"]
     try:
@@ -140,7 +140,7 @@ def local_command(config_path: Path) -> list[str]:
 def launch_local(config_path: Path) -> None:
     """One training process (rank 0 of a world of one), started fresh: DeepSpeed keeps global
     process-group state, so a second job in the same interpreter would trip over the first."""
-    from pipelines.engines import free_port
+    from pipelines.train.engines import free_port
 
     _run(local_command(config_path), worker_env({
         "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
@@ -149,12 +149,12 @@ def launch_local(config_path: Path) -> None:
 
 def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str | None,
                temp_dir: str | None) -> dict:
-    """Ray Train: ``num_workers`` TorchTrainer workers each run ``train_worker.ray_train_loop``."""
+    """Ray Train: ``num_workers`` TorchTrainer workers each run ``pipelines.train.worker.ray_train_loop``."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from pipelines.train_worker import ray_train_loop
+    from pipelines.train.worker import ray_train_loop
 
     env = {k: v for k, v in worker_env().items()
            if k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH"}

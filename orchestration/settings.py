@@ -1,7 +1,7 @@
 """Typed settings: YAML files -> validated dataclasses, with ``--set a.b.c=value`` overrides.
 
 The single source of truth for every job's configuration. Each section's dataclass lives next
-to the code it configures (``StorageConfig`` in ``pipelines.storage`` ...); this module only
+to the code it configures (``StorageConfig`` in ``pipelines.data.storage`` ...); this module only
 composes and validates them. Precedence, lowest first: dataclass defaults, the embedded
 ``configs/local.yaml``, each ``--config`` file in order, each ``--set`` override in order.
 Errors name the dotted key and the value received, and are ``ConfigError`` (a ``UserError``):
@@ -22,11 +22,11 @@ import yaml
 
 from iptalker_model.config import ModelConfig
 from iptalker_model.losses import LossConfig
-from pipelines.curate_config import CurateConfig
+from pipelines.curate.config import CurateConfig
+from pipelines.data.storage import StorageConfig
 from pipelines.errors import UserError
-from pipelines.storage import StorageConfig
 from pipelines.tracking import TrackingConfig
-from pipelines.train_config import TrainConfig
+from pipelines.train.config import TrainConfig
 from preprocessing.config import PreprocessConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

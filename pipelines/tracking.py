@@ -120,8 +120,8 @@ def log_dict(d: dict, artifact_file: str) -> None:
 
 def dataset_lineage(data_root: str, storage=None) -> dict[str, str]:
     """Path, sha256 and version of ``<root>/dataset.json``: what exactly this run trained on."""
-    from pipelines import shards as contract
-    from pipelines.storage import Storage, join
+    from pipelines.data import shards as contract
+    from pipelines.data.storage import Storage, join
 
     storage = storage or Storage()
     uri = join(data_root, contract.DATASET_JSON)
@@ -139,7 +139,7 @@ def log_dataset_lineage(data_root: str, storage=None) -> dict[str, str]:
     artifact. Call once per run: params cannot change on a reopened run."""
     import mlflow
 
-    from pipelines.storage import Storage
+    from pipelines.data.storage import Storage
 
     storage = storage or Storage()
     lineage = dataset_lineage(data_root, storage)

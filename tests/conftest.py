@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.engines import free_port  # noqa: F401  (re-exported for the tests)
-from tests.servers import start_http_server
+from pipelines.train.engines import free_port  # noqa: F401  (re-exported for the tests)
+from tests.fixtures.servers import start_http_server
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -38,7 +38,7 @@ def audio_rows(audio: np.ndarray, n_frames: int) -> torch.Tensor:
 
 
 def load_clips(seeds, size: int, seconds: float = 3.0) -> list[dict]:
-    from preprocessing.synthetic import render_clip
+    from preprocessing.synthetic.corpus import render_clip
 
     clips = []
     for seed in seeds:

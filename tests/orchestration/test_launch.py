@@ -18,7 +18,7 @@ from orchestration.launch import (
     torchrun_command,
     write_job,
 )
-from tests.pipelines.test_loader import write_corpus
+from tests.fixtures.corpus import write_corpus
 
 
 def job_settings(tmp_path, data="/data/ds", **train):
@@ -29,7 +29,7 @@ def job_settings(tmp_path, data="/data/ds", **train):
 
 
 def test_resolved_job_is_complete_and_secret_free(tmp_path):
-    from pipelines.storage import StorageConfig
+    from pipelines.data.storage import StorageConfig
 
     s = job_settings(tmp_path)
     s["storage"] = StorageConfig(s3_key="AKIA-secret", s3_secret="very-secret")
@@ -77,7 +77,7 @@ def test_torchrun_command_single_and_multi_node(tmp_path):
     one = torchrun_command(tmp_path / "c.json", nproc=4)
     assert one[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in one and "--nproc_per_node=4" in one
-    assert one[-4:] == ["-m", "pipelines.train_worker", "--config", str(tmp_path / "c.json")]
+    assert one[-4:] == ["-m", "pipelines.train.worker", "--config", str(tmp_path / "c.json")]
     multi = torchrun_command(tmp_path / "c.json", nproc=8, nnodes=2, master_addr="10.0.0.1",
                              master_port=29400, run_id="job1")
     assert "--nnodes=2" in multi and "--rdzv_endpoint=10.0.0.1:29400" in multi

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.synthetic import write_bad_inputs
+from preprocessing.synthetic.corpus import write_bad_inputs
 
 
 @pytest.fixture(scope="session")

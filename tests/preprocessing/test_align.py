@@ -18,7 +18,7 @@ from preprocessing.align import (
 from preprocessing.config import AlignConfig, FaceConfig
 from preprocessing.faces import track_faces
 from preprocessing.media import iter_frames
-from tests.preprocessing.media_fixtures import astronaut_frame, still_clip
+from tests.fixtures.media import astronaut_frame, still_clip
 
 
 @pytest.fixture(scope="module")

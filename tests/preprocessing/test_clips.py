@@ -10,8 +10,8 @@ import pytest
 from preprocessing.align import five_points, invert_affine, template_points, transform_points
 from preprocessing.clips import Clip, extract_clips
 from preprocessing.config import AlignConfig, ClipConfig, PreprocessConfig
-from preprocessing.synthetic import generate_corpus
-from preprocessing.synthetic_bad import BAD_KINDS, EDGE_KINDS, write_bad_inputs
+from preprocessing.synthetic.bad import BAD_KINDS, EDGE_KINDS, write_bad_inputs
+from preprocessing.synthetic.corpus import generate_corpus
 
 EXPECTED_REJECT = {
     "empty": {"empty_file"},

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from preprocessing.encode import decode_flac, encode_flac, encode_m4a, encode_mp4, write_wav
-from tests.ffprobe import ffprobe_streams
+from tests.fixtures.ffprobe import ffprobe_streams
 
 
 def _probe(path: Path) -> dict:

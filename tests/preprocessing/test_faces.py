@@ -8,7 +8,7 @@ import pytest
 from preprocessing.config import FaceConfig
 from preprocessing.faces import Box, DlibHogDetector, FaceTracker, smooth_track, track_faces
 from preprocessing.media import iter_frames
-from tests.preprocessing.media_fixtures import astronaut_frame, make_testsrc_clip, still_clip
+from tests.fixtures.media import astronaut_frame, make_testsrc_clip, still_clip
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_restart_forces_detection_at_a_cut(clips):
 def test_landmarks_follow_a_synthetic_talking_head(tmp_path):
     """Generator ground truth (drawn landmarks, moving head, moving mouth) after a real encode/decode."""
     from preprocessing.encode import encode_mp4
-    from preprocessing.synthetic import render_clip
+    from preprocessing.synthetic.corpus import render_clip
 
     clip = render_clip(5, seconds=2.0, size=(640, 360), fps=25, identity=2)
     encode_mp4(clip.frames, clip.fps, tmp_path / "talk.mp4", audio=clip.audio)

@@ -28,8 +28,8 @@ from preprocessing.filters import (
     video_filters,
 )
 from preprocessing.media import iter_frames, probe
-from preprocessing.synthetic import render_clip
-from tests.preprocessing.media_fixtures import ffmpeg, make_testsrc_clip
+from preprocessing.synthetic.corpus import render_clip
+from tests.fixtures.media import ffmpeg, make_testsrc_clip
 
 
 @pytest.fixture(scope="module")

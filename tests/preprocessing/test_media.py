@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from preprocessing.media import MediaError, iter_frames, load_audio, probe, resample_indices
-from tests.preprocessing.media_fixtures import ffmpeg, make_testsrc_clip
+from tests.fixtures.media import ffmpeg, make_testsrc_clip
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import pytest
 import soundfile as sf
 
 from preprocessing.dlib_models import hog_detector, landmark_predictor
-from preprocessing.synthetic import (
+from preprocessing.synthetic.corpus import (
     BAD_KINDS,
     EDGE_KINDS,
     generate_corpus,
     render_clip,
     write_clip,
 )
-from tests.ffprobe import ffprobe_streams
+from tests.fixtures.ffprobe import ffprobe_streams
 
 
 def _streams(path: Path) -> list[dict]:

@@ -1,0 +1,245 @@
+"""Training and validation windows from curated WebDataset shards (the reader side of the contract).
+
+The pipeline is a chain of small stages (open_clip's ``data.py``):
+
+  done shards -> resample (per node+worker seed) -> open via Storage (local or s3://)
+  -> tar samples -> keep split -> decode clip -> cut windows -> shuffle -> batch
+
+Why these choices:
+- ``resampled`` shards make the stream infinite and balanced across any number of ranks and
+  workers (no shard-count/world-size constraint); ``with_epoch`` on the loader gives a nominal
+  epoch length. Each rank and worker draws from its own seed (seed, rank, worker).
+- Shards are opened through ``pipelines.data.storage.Storage`` (s3fs built per process), not
+  ``pipe:aws``: no subprocess, same credentials/endpoint as the rest of the project.
+- Only ``.json``, ``.npy`` (``allow_pickle=False``) and ``.mp4`` are decoded; never pickle.
+- A corrupt sample or shard is skipped and counted, never fatal: the count travels with the batch
+  (``batch["corrupt_skipped"]``, a delta since the worker's previous window) because DataLoader
+  workers are separate processes.
+- One decoded clip yields several windows, so video decoding is amortised.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+
+import cv2  # noqa: F401  (import before decord: see STACK-NOTES)
+import numpy as np
+import torch
+import webdataset as wds
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from pipelines.data import shards as contract
+from pipelines.data.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Geometry of one training window; built from the ModelConfig so loader and model agree."""
+
+    frames: int  # T consecutive target frames
+    references: int  # K reference frames from the same clip, outside the window
+    image_size: int  # S: crops are resized to S x S
+    audio_context: int  # c: frame t sees Whisper rows of frames t-c .. t+c
+    audio_dim: int  # D: Whisper width the model expects
+
+    @classmethod
+    def from_model(cls, model_cfg) -> WindowSpec:
+        return cls(model_cfg.sync_frames, model_cfg.num_references, model_cfg.image_size,
+                   model_cfg.audio_context, model_cfg.audio_dim)
+
+
+# ------------------------------------------------------------------ shard listing and opening
+def list_shards(root: str, storage: Storage | None = None) -> list[str]:
+    """Tar URIs of the committed shards under ``<root>/shards`` (those with a done.json)."""
+    storage = storage or Storage()
+    tars = [s.tar for s in contract.list_done_shards(storage, root)]
+    if not tars:
+        raise FileNotFoundError(f"no finished shards under {join(root, contract.SHARDS_DIR)}; "
+                                "run `iptalker curate` first (a shard needs its .done.json)")
+    return tars
+
+
+class CorruptCounter:
+    """Worker-local count of skipped samples; ``take()`` returns the count since the last take."""
+
+    def __init__(self):
+        self.pending = 0
+
+    def __call__(self, exn: Exception) -> bool:  # a webdataset handler: count and continue
+        self.pending += 1
+        log.warning("skipping corrupt shard data: %s", str(exn)[:200])
+        return True
+
+    def take(self) -> int:
+        n, self.pending = self.pending, 0
+        return n
+
+
+def open_shards(urls, storage: Storage, handler: CorruptCounter):
+    """Stage: {"url"} -> {"url", "stream"}, via Storage so s3:// and local paths behave alike."""
+    for item in urls:
+        try:
+            stream = storage.open(item["url"], "rb")
+        except Exception as exn:  # unreadable shard: skip it
+            handler(exn)
+            continue
+        try:
+            yield {**item, "stream": stream}
+        finally:
+            stream.close()
+
+
+# ------------------------------------------------------------------ decoding and windows
+def decode_clip(sample: dict, spec: WindowSpec) -> dict:
+    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D], "meta"}."""
+    import decord
+
+    meta = json.loads(sample["json"])
+    whisper = contract.load_npy(sample["whisper.npy"])
+    if whisper.ndim != 2 or whisper.shape[1] != spec.audio_dim:
+        raise ValueError(f"{sample['__key__']}: whisper.npy shape {whisper.shape}, "
+                         f"model expects [2T, {spec.audio_dim}] (model.audio_dim)")
+    vr = decord.VideoReader(io.BytesIO(sample["frames.mp4"]), width=spec.image_size,
+                            height=spec.image_size)
+    frames = vr.get_batch(list(range(len(vr)))).asnumpy()  # [N, S, S, 3] uint8 RGB
+    return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
+            "meta": meta}
+
+
+def _to_unit(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [..., S, S, 3] -> float32 [..., 3, S, S] in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
+    return t.movedim(-1, -3)
+
+
+def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
+    """Whisper rows of frames [first, first + n) (2 rows per frame), edge-clamped: [2n, D]."""
+    idx = np.arange(2 * first_frame, 2 * (first_frame + n_frames)).clip(0, len(whisper) - 1)
+    return whisper[idx]
+
+
+def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
+    """One training window (batch contract, without the batch axis), or None if the clip is short.
+
+    frames [T,3,S,S], references [K,3,S,S] (outside the window), audio [T,A,D] centred on each
+    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away.
+    """
+    n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
+    if n < 3 * t:  # need room for the window, references and an off-sync window
+        return None
+    start = int(rng.integers(0, n - t + 1))
+    far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
+    off = int(rng.choice(far))
+    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
+    refs = rng.choice(outside, size=spec.references, replace=len(outside) < spec.references)
+    wh = clip["whisper"]
+    audio = np.stack([_rows(wh, f - c, 2 * c + 1) for f in range(start, start + t)])
+    return {
+        "frames": _to_unit(clip["frames"][start:start + t]),
+        "references": _to_unit(clip["frames"][np.sort(refs)]),
+        "audio": torch.from_numpy(audio),
+        "sync_audio": torch.from_numpy(_rows(wh, start, t)),
+        "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
+    }
+
+
+class WindowCutter:
+    """Stage: raw samples -> windows; decodes each clip once and cuts ``per_clip`` windows."""
+
+    def __init__(self, spec: WindowSpec, split: str, per_clip: int, seed: int,
+                 counter: CorruptCounter):
+        self.spec, self.split, self.per_clip, self.seed = spec, split, per_clip, seed
+        self.counter, self.passes = counter, 0
+
+    def __call__(self, samples):
+        self.passes += 1  # a new pass (epoch) cuts new windows
+        rng = np.random.default_rng([_worker_seed(self.seed), self.passes])
+        for sample in samples:
+            try:
+                if json.loads(sample["json"]).get("split", "train") != self.split:
+                    continue
+                clip = decode_clip(sample, self.spec)
+            except Exception as exn:  # broken mp4/npy/json: skip and count
+                self.counter(exn)
+                continue
+            for _ in range(self.per_clip):
+                window = cut_window(clip, self.spec, rng)
+                if window is None:
+                    break
+                window["corrupt_skipped"] = self.counter.take()
+                yield window
+
+
+def collate(windows: list[dict]) -> dict:
+    """Stack windows into the batch contract; ``corrupt_skipped`` sums to a scalar tensor."""
+    batch = {k: torch.stack([w[k] for w in windows]) for k in windows[0] if k != "corrupt_skipped"}
+    batch["corrupt_skipped"] = torch.tensor(sum(w["corrupt_skipped"] for w in windows))
+    return batch
+
+
+# ------------------------------------------------------------------ seeds
+def _worker_seed(seed: int) -> int:
+    info = torch.utils.data.get_worker_info()
+    return seed * 7919 + (info.id if info else 0)
+
+
+class RankWorkerSeed:
+    """Seed for ``ResampledShards``: distinct per (data seed, rank, DataLoader worker)."""
+
+    def __init__(self, seed: int, rank: int):
+        self.seed, self.rank = seed, rank
+
+    def __call__(self) -> int:
+        return _worker_seed(self.seed * 1009 + self.rank)
+
+
+# ------------------------------------------------------------------ pipelines
+def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: int, seed: int,
+                       num_workers: int = 1, shuffle_buffer: int = 64, windows_per_clip: int = 4,
+                       epoch_batches: int = 1000, storage: Storage | None = None):
+    """Infinite, resampled loader of training batches for one rank; ``with_epoch`` sets the epoch.
+
+    Returns a ``wds.WebLoader`` yielding the batch contract plus ``corrupt_skipped``.
+    """
+    storage = storage or Storage()
+    counter = CorruptCounter()
+    rank_seed = seed * 1009 + rank
+    pipeline = wds.DataPipeline(
+        wds.ResampledShards(list_shards(root, storage), worker_seed=RankWorkerSeed(seed, rank),
+                            deterministic=True),
+        lambda src: open_shards(src, storage, counter),
+        lambda src: tar_file_expander(src, handler=counter),
+        lambda src: group_by_keys(src, handler=counter),
+        WindowCutter(spec, "train", windows_per_clip, rank_seed, counter),
+        lambda src: wds.shuffle(shuffle_buffer, initial=max(1, shuffle_buffer // 2),
+                                seed=_worker_seed(rank_seed))(src),
+        wds.batched(batch_size, collation_fn=collate, partial=False),
+    )
+    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
+                           persistent_workers=num_workers > 0)
+    return loader.with_epoch(epoch_batches)
+
+
+def build_val_loader(root: str, spec: WindowSpec, *, batch_size: int, max_batches: int,
+                     seed: int = 0, storage: Storage | None = None):
+    """Deterministic batches from the identity-disjoint ``val`` split (same on every rank).
+
+    Every rank reads the same windows so the all-reduced metrics do not depend on world size.
+    """
+    storage = storage or Storage()
+    counter = CorruptCounter()
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(list_shards(root, storage)),
+        lambda src: open_shards(src, storage, counter),
+        lambda src: tar_file_expander(src, handler=counter),
+        lambda src: group_by_keys(src, handler=counter),
+        WindowCutter(spec, "val", 1, seed, counter),
+        wds.batched(batch_size, collation_fn=collate, partial=True),
+        wds.slice(max_batches),
+    )
+    return wds.WebLoader(pipeline, batch_size=None, num_workers=0)

@@ -1,0 +1,81 @@
+"""``TrainConfig``: everything ``iptalker train`` needs besides the model and tracking settings.
+
+A light module (stdlib only) so the settings loader and the CLI can import it without pulling in
+torch or DeepSpeed. The ZeRO layout lives in ``configs/deepspeed/zero{0,1,2,3}.json``; the values
+that file marks ``"auto"`` (batch size, precision, schedule length) come from here, so each fact
+has one home.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.config_dict import strict_from_dict
+
+STAGES = ("syncnet", "iptalker")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train, on what ---
+    data: str = ""                      # dataset root (local path or s3://...) holding shards/
+    stage: str = "syncnet"              # "syncnet" (the lip-sync expert) or "iptalker" (G + D)
+    syncnet_checkpoint: str = ""        # stage iptalker: exported SyncNet weights (frozen expert)
+    out_dir: str = "runs/train"         # checkpoints, resolved config, samples
+    # --- optimisation ---
+    zero_stage: int = 2                 # picks configs/deepspeed/zero{N}.json unless deepspeed_config
+    deepspeed_config: str = ""          # explicit DeepSpeed JSON path (overrides zero_stage)
+    precision: str = "auto"             # auto: bf16 on CUDA (fp16 without bf16 support), fp32 on CPU
+    batch_size: int = 2                 # micro-batch per rank
+    grad_accum: int = 1
+    lr: float = 2e-4
+    disc_lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    max_steps: int = 40
+    seed: int = 1234
+    # --- data ---
+    num_workers: int = 1                # DataLoader workers per rank
+    shuffle_buffer: int = 64            # training windows held for shuffling
+    windows_per_clip: int = 4           # windows cut from one decoded clip
+    epoch_batches: int = 1000           # batches per rank per nominal epoch (resampled stream)
+    val_batches: int = 2
+    # --- cadence (in optimizer steps) ---
+    log_every: int = 5
+    val_every: int = 20
+    sample_every: int = 20
+    save_every: int = 20
+    resume: bool = False                # continue from <out_dir>/checkpoints/*/latest
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ValueError(f"train.{name}={getattr(self, name)!r}: {why}")
+
+        if self.stage not in STAGES:
+            bad("stage", f"choose one of {list(STAGES)}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            bad("zero_stage", "must be 0, 1, 2 or 3")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            bad("precision", "choose auto, fp32, bf16 or fp16")
+        for name in ("batch_size", "grad_accum", "max_steps", "windows_per_clip", "epoch_batches",
+                     "log_every", "val_every", "sample_every", "save_every"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+
+    @property
+    def deepspeed_json(self) -> Path:
+        """The DeepSpeed config file this run uses."""
+        if self.deepspeed_config:
+            return Path(self.deepspeed_config)
+        return REPO_ROOT / "configs" / "deepspeed" / f"zero{self.zero_stage}.json"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return strict_from_dict(cls, d, "train")

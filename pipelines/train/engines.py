@@ -1,0 +1,148 @@
+"""DeepSpeed wrapping, kept outside the model (torchtitan's ``parallelize``): process group,
+precision, the resolved DeepSpeed config, one engine per trained network, cross-rank reductions.
+
+Backend and precision follow the hardware: nccl + bf16 (fp16 where bf16 is unsupported) on CUDA,
+gloo + fp32 on CPU (fp16 is not supported on CPU; see STACK-NOTES).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def use_cuda() -> bool:
+    return torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """Join (or create) the process group; returns (rank, local_rank, world_size).
+
+    Works under torchrun, the deepspeed launcher, Ray Train (group already made) and a bare
+    process (world of one on a free local port).
+    """
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    import deepspeed
+
+    if not use_cuda():  # skip compiling the shared-memory comm op (no compiler needed)
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if "RANK" not in os.environ and not dist.is_initialized():
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    deepspeed.init_distributed(dist_backend="nccl" if use_cuda() else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda():
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), local_rank, dist.get_world_size()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
+
+
+def resolve_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if use_cuda():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def deepspeed_config(path, *, batch_size: int, grad_accum: int, precision: str, max_steps: int,
+                     warmup_steps: int) -> dict:
+    """Load a ``configs/deepspeed/zero*.json`` and fill its ``"auto"`` values from TrainConfig."""
+    with open(path) as f:
+        cfg = json.load(f)
+    fill = {
+        ("train_micro_batch_size_per_gpu",): batch_size,
+        ("gradient_accumulation_steps",): grad_accum,
+        ("bf16", "enabled"): precision == "bf16",
+        ("fp16", "enabled"): precision == "fp16",
+        # buffers follow the params (DeepSpeed keeps them fp32 otherwise, and e.g. spectral norm's
+        # power-iteration vectors then meet bf16 weights); None = leave them as they are
+        ("data_types", "buffer_dtype"): None if precision == "fp32" else precision,
+        ("scheduler", "params", "total_num_steps"): max_steps,
+        ("scheduler", "params", "warmup_num_steps"): max(0, min(warmup_steps, max_steps - 1)),
+    }
+    for keys, value in fill.items():
+        node = cfg
+        for k in keys[:-1]:
+            node = node.get(k, {})
+        if node.get(keys[-1]) == "auto":
+            node[keys[-1]] = value
+    if cfg.get("train_batch_size") == "auto":  # derived by DeepSpeed from micro-batch x accum x world
+        del cfg["train_batch_size"]
+    if "auto" in json.dumps(cfg):
+        raise ValueError(f"{path}: an \"auto\" value is left that TrainConfig does not fill")
+    return cfg
+
+
+def build_engine(module: torch.nn.Module, lr: float, weight_decay: float, ds_config: dict,
+                 betas=(0.5, 0.999)):
+    """One DeepSpeed engine (ZeRO per ``ds_config``) with a client AdamW: no op compile needed.
+
+    Returns (engine, lr_scheduler); the scheduler comes from the config's ``scheduler`` section.
+    """
+    import deepspeed
+
+    promote_scalar_params(module)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    engine, _, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer,
+                                                   config=copy.deepcopy(ds_config))
+    return engine, scheduler
+
+
+def promote_scalar_params(module: torch.nn.Module) -> None:
+    """Give 0-dim parameters shape [1] (in place, same values).
+
+    DeepSpeed 0.19.8 broadcasts every parameter as ``p.data.view(torch.uint8)``, which fails for a
+    0-dim tensor (e.g. ``SyncLogit.scale``). Broadcasting keeps them [1]-shaped in checkpoints;
+    ``pipelines.train.export`` reshapes them back to the model's own shapes.
+    """
+    for p in module.parameters():
+        if p.dim() == 0:
+            p.data = p.data.reshape(1)
+
+
+def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Average a dict of floats over ranks (keys must match on every rank)."""
+    if not values or not dist.is_initialized() or dist.get_world_size() == 1:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device())
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
+def broadcast_str(text: str, src: int = 0, size: int = 128) -> str:
+    """Rank ``src``'s string on every rank (a byte tensor, no pickled objects on the wire)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return text
+    buf = torch.zeros(size, dtype=torch.uint8, device=device())
+    raw = text.encode()[:size]
+    buf[: len(raw)] = torch.tensor(list(raw), dtype=torch.uint8)
+    dist.broadcast(buf, src)
+    return bytes(buf.cpu().tolist()).rstrip(b"\0").decode()

@@ -1,0 +1,78 @@
+"""One-process training (``--launcher local``): the iptalker stage resumes both engines (generator
+and discriminator: weights, optimizer and LR schedule) and continues the step count; the bf16
+path a GPU run takes also trains on CPU and exports fp32 weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from orchestration.launch import launch_training
+from pipelines.train import checkpointing
+from tests.fixtures.corpus import write_corpus
+
+pytestmark = pytest.mark.slow
+
+
+def job(data: str, tmp_path, max_steps: int, resume: bool) -> dict:
+    return {"train": {"data": data, "stage": "iptalker", "out_dir": str(tmp_path / "run"),
+                      "max_steps": max_steps, "log_every": 1, "val_every": 100, "save_every": 3,
+                      "num_workers": 0, "resume": resume, "warmup_steps": 1},
+            "model": {"image_size": 32}, "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"}}
+
+
+def test_iptalker_stage_resumes_generator_and_discriminator(tmp_path, capfd):
+    data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30)
+    first = launch_training(job(data, tmp_path, 3, False), launcher="local")
+    root = checkpointing.checkpoint_root(tmp_path / "run")
+    for name in (checkpointing.MODEL, checkpointing.DISCRIMINATOR):
+        assert checkpointing.latest_tag(root / name) == "step_00000003"
+    states = torch.load(root / "discriminator" / "step_00000003" / "mp_rank_00_model_states.pt",
+                        weights_only=True)
+    assert states["step"] == 3 and states["mlflow_run_id"] == first["mlflow_run_id"]
+
+    second = launch_training(job(data, tmp_path, 5, True), launcher="local")
+    assert "resumed at step 3" in capfd.readouterr().err
+    assert second["step"] == 5 and second["mlflow_run_id"] == first["mlflow_run_id"]
+    assert checkpointing.latest_tag(root / checkpointing.DISCRIMINATOR) == "step_00000005"
+
+
+def test_bf16_path_trains_and_exports_fp32(tmp_path):
+    """The precision a GPU run picks (bf16), exercised on CPU where DeepSpeed supports it too."""
+    from iptalker_model.checkpoint import load_iptalker
+    from pipelines.train.export import export_checkpoint
+
+    data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30)
+    j = job(data, tmp_path, 2, False)
+    j["train"]["precision"] = "bf16"
+    summary = launch_training(j, launcher="local")
+    assert summary["step"] == 2 and torch.isfinite(torch.tensor(summary["metrics"]["total_loss"]))
+    model = load_iptalker(export_checkpoint(tmp_path / "run", tmp_path / "g.pt"))
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_deepspeed_config_fills_auto_values_and_picks_cpu_precision():
+    from pipelines.train import engines
+    from pipelines.train.config import TrainConfig
+
+    assert engines.resolve_precision("auto") == ("bf16" if engines.use_cuda() else "fp32")
+    cfg = engines.deepspeed_config(TrainConfig(zero_stage=2).deepspeed_json, batch_size=3,
+                                   grad_accum=2, precision="bf16", max_steps=50, warmup_steps=80)
+    assert cfg["train_micro_batch_size_per_gpu"] == 3 and cfg["gradient_accumulation_steps"] == 2
+    assert cfg["bf16"]["enabled"] and not cfg["fp16"]["enabled"]
+    assert cfg["data_types"]["buffer_dtype"] == "bf16"
+    assert cfg["scheduler"]["params"] == {**cfg["scheduler"]["params"], "total_num_steps": 50,
+                                          "warmup_num_steps": 49}
+    assert cfg["zero_optimization"]["stage"] == 2
+
+
+def test_trains_from_shards_on_s3(s3_bucket, tmp_path):
+    """Shards on S3 (loopback moto): the worker reads them through s3fs, lineage names the URI."""
+    from mlflow.tracking import MlflowClient
+
+    data = write_corpus(f"{s3_bucket}/ds", videos=3, clips=1, frames=30)
+    j = job(data, tmp_path, 2, False)
+    j["train"]["stage"] = "syncnet"
+    summary = launch_training(j, launcher="local")
+    run = MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
+    assert summary["step"] == 2 and run.data.params["dataset.path"] == data
