@@ -213,6 +213,7 @@ def setup_cache(cache: Path = CACHE_DIR, out: Path | None = None) -> Path | None
     if out.is_file():
         try:
             check_checkpoint(out)
+            out.touch()  # up to date for make
             return out
         except (ValueError, OSError, RuntimeError, KeyError) as e:  # stale or damaged: convert again
             log.warning("%s: %s; converting again", out, e)

@@ -83,6 +83,10 @@ def check_dataset(storage: Storage, root: str, listed: set[str], uri_of) -> None
         meta = s["json"]
         assert meta["frames"] == t and meta["split"] in ("train", "val") and meta["identity"]
         assert len(meta["source_sha256"]) == 64 and meta["face_size"] > 0 and "blur" in meta["scores"]
+        assert meta["whisper_encoder"]["random_init"] and meta["whisper_encoder"]["name"].startswith("random-init")
+    encoder = json.loads(storage.read_bytes(join(root, shards.DATASET_JSON)))["whisper"]
+    assert encoder["random_init"] and encoder["name"].startswith("random-init") and len(encoder["sha256"]) == 64
+    assert {s["json"]["whisper_encoder"]["sha256"] for s in samples} == {encoder["sha256"]}
 
 
 def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
