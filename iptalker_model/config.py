@@ -36,10 +36,10 @@ class ModelConfig:
     audio_dim: int = 384             # D: Whisper encoder width (tiny 384, base 512, ...)
     audio_context: int = 2           # +/- frames of audio per target frame -> A = 2 * (2c + 1) rows
     sync_frames: int = 5             # T: frames per SyncNet / sync-loss window
-    # --- lower-face mask, as fractions of the crop (feathered rectangle) ---
-    mask_top: float = 0.5            # first masked row / S (nose tip sits just above)
+    # --- lower-face mask, as fractions of the crop (feathered rectangle, see mask.TEMPLATE) ---
+    mask_top: float = 0.5            # first masked row / S (the template's nose tip is at ~0.535)
     mask_side: float = 0.125         # left/right margins / S left visible
-    mask_feather: float = 0.03       # width of the linear ramp at the mask edge / S
+    mask_feather: float = 0.03       # width of the linear ramp inside the mask edge / S
     # --- alignment module (encoders + AVAU) ---
     encoder_channels: tuple[int, ...] = (64, 128, 256, 256)   # one stride-2 stage each
     embed_dim: int = 256             # E: transformer width = correspondence-embedding channels

@@ -56,7 +56,7 @@ def _curate(settings: Any, raw: Path, dataset: Path) -> str:
         curate = dataclasses.replace(curate, val_identities=("id01",))
     summary = run_curation([str(raw)], str(dataset), curate, settings.preprocess,
                            settings.storage, ray_address=settings.ray.address,
-                           ray_temp_dir=settings.ray.temp_dir)
+                           ray_temp_dir=settings.ray.temp_dir, model=settings.model)
     print(summary.render())
     if not summary.counts["clips"]:
         raise RuntimeError("curation accepted no clips; nothing to train on")
