@@ -47,7 +47,7 @@ def test_bad_settings_fail_with_the_key_named(tmp_path):
         resolve_job(job_settings(tmp_path, data=""))
     with pytest.raises(ValueError, match="zero_stage"):
         resolve_job(job_settings(tmp_path, zero_stage=5))
-    with pytest.raises(ValueError, match="unknown train keys"):
+    with pytest.raises(ValueError, match="unknown train key 'learning_rate'"):
         resolve_job(job_settings(tmp_path, learning_rate=1.0))
     with pytest.raises(LaunchError, match="unknown launcher"):
         launch_training(job_settings(tmp_path), launcher="slurm")

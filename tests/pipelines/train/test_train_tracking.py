@@ -25,7 +25,7 @@ def test_flatten_nested_config_to_mlflow_params():
 def test_default_uri_is_sqlite_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert TrackingConfig().resolved_uri() == f"sqlite:///{tmp_path / 'mlruns.db'}"
-    with pytest.raises(ValueError, match="unknown tracking keys"):
+    with pytest.raises(ValueError, match="unknown tracking key 'uri'"):
         TrackingConfig.from_dict({"uri": "x"})
 
 
