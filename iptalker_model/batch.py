@@ -48,3 +48,21 @@ def check_batch(batch: dict) -> None:
     t_frames = batch["frames"].shape[1]
     if batch["audio"].shape[1] != t_frames or batch["sync_audio"].shape[1] != 2 * t_frames:
         raise ValueError("audio windows do not match the number of target frames")
+
+
+def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0, device=None) -> dict:
+    """A batch with the contract's keys and shapes and random values (shape tests, benchmarks).
+
+    ``cfg``: a ``ModelConfig``; ``t`` defaults to ``cfg.sync_frames``. Frames in [-1, 1], audio N(0, 1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    t = t or cfg.sync_frames
+    s, k, a, d = cfg.image_size, cfg.num_references, cfg.audio_rows, cfg.audio_dim
+    out = {
+        "frames": torch.rand(b, t, 3, s, s, generator=g) * 2 - 1,
+        "references": torch.rand(b, k, 3, s, s, generator=g) * 2 - 1,
+        "audio": torch.randn(b, t, a, d, generator=g),
+        "sync_audio": torch.randn(b, 2 * t, d, generator=g),
+        "sync_audio_off": torch.randn(b, 2 * t, d, generator=g),
+    }
+    return {key: v.to(device) for key, v in out.items()} if device is not None else out

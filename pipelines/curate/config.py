@@ -10,7 +10,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".m
 
 @dataclass
 class CurateConfig:
-    # shards (ARCHITECTURE.md section 2): a shard closes when either target is reached; the
+    # shards (docs/data-contract.md): a shard closes when either target is reached; the
     # samples of one input never straddle two shards (resume stays duplicate-free)
     shard_max_bytes: int = 512 * 2**20
     shard_max_samples: int = 2000

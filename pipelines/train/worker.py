@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         run(json.load(f))
     sys.stdout.flush()
     sys.stderr.flush()
-    # ZeRO-3 with two engines can abort at interpreter exit on a non-zero rank (STACK-NOTES);
+    # ZeRO-3 with two engines in one process can abort at interpreter exit on a non-zero rank;
     # the work is saved and the group destroyed, so leave without running finalizers.
     os._exit(0)
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet
+from iptalker_model.batch import random_batch
 from iptalker_model.losses import VGGPerceptual, flow_smoothness, load_perceptual, psnr, ssim
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
-from tests.iptalker_model.clips import random_batch
 
 
 @pytest.fixture(scope="module")
