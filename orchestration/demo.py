@@ -26,6 +26,7 @@ def run_demo(settings: Settings, out_dir: str | Path, *, videos: int = 6, seed: 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
+    settings = _with_whisper(settings, log)
 
     def step(n: int, name: str, fn: Callable[[], str]) -> None:
         t0 = time.monotonic()
@@ -41,6 +42,26 @@ def run_demo(settings: Settings, out_dir: str | Path, *, videos: int = 6, seed: 
     step(6, "export-iptalker", lambda: _export(out / "runs" / "iptalker", out / "models" / "iptalker.pt"))
     log(f"still to come (later issues, not faked here): {', '.join(STILL_TO_COME)}")
     return paths
+
+
+def _with_whisper(settings: Any, log: Callable[[str], None]) -> Any:
+    """The demo's encoder: the configured checkpoint, else the real tiny.en that `make setup`
+    converted into .cache/whisper/, else (setup could not fetch it) random init, said out loud."""
+    from preprocessing.whisper_weights import CHECKPOINT, FETCH_FAILED
+
+    whisper = settings.preprocess.whisper
+    if whisper.checkpoint or whisper.allow_random:
+        return settings
+    if CHECKPOINT.is_file():
+        whisper = dataclasses.replace(whisper, checkpoint=str(CHECKPOINT))
+        log(f"Whisper encoder: tiny.en converted by `make setup` ({CHECKPOINT})")
+    else:
+        whisper = dataclasses.replace(whisper, allow_random=True)
+        why = FETCH_FAILED.read_text().strip() if FETCH_FAILED.is_file() else "run `make setup`"
+        log(f"WARNING: no Whisper weights at {CHECKPOINT} ({why}): the demo uses a RANDOM-INIT encoder")
+    settings = dataclasses.replace(settings)
+    settings.preprocess = dataclasses.replace(settings.preprocess, whisper=whisper)
+    return settings
 
 
 def _synth(raw: Path, videos: int, seed: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from iptalker_model.checkpoint import load_iptalker, load_syncnet
+from preprocessing.whisper_weights import CHECKPOINT
 
 IPTALKER = str(Path(sys.executable).with_name("iptalker"))
 
@@ -29,3 +31,6 @@ def test_demo_runs_every_existing_step(tmp_path):
     syncnet, model = load_syncnet(out / "models" / "syncnet.pt"), load_iptalker(out / "models" / "iptalker.pt")
     assert all(torch.isfinite(p).all() for p in [*syncnet.parameters(), *model.parameters()])
     assert (out / "mlruns.db").is_file()
+    # the real tiny.en that `make setup` converted, not random features (random only if setup could not fetch it)
+    encoder = json.loads((out / "dataset" / "dataset.json").read_text())["whisper"]
+    assert encoder["random_init"] is (not CHECKPOINT.is_file()), encoder
