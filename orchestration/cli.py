@@ -74,7 +74,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     st = _settings(args)
     summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
                            ray_address=args.address or st.ray.address, ray_temp_dir=st.ray.temp_dir,
-                           overwrite=args.overwrite,
+                           overwrite=args.overwrite, retry=args.retry,
                            progress=not args.no_progress, model=st.model)
     print(summary.render())
     return 1 if summary.failed_shard_writes else 0
@@ -157,6 +157,10 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--output", required=True, metavar="URI", help="dataset root (folder or s3://bucket/prefix)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: ray.address, else in-process)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    p.add_argument("--retry", type=lambda v: tuple(r for r in v.split(",") if r), default=(),
+                   metavar="REASON[,REASON...]",
+                   help="also redo inputs rejected for these final reasons (e.g. no_face); retryable "
+                        "ones (worker_crashed, timeout, whisper_failed, storage_error) are always redone")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = verb("train", cmd_train, "train SyncNet or IPTalker with DeepSpeed ZeRO")

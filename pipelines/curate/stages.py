@@ -8,6 +8,7 @@ factory that sets resources. No stage raises for a bad input: it returns a row w
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import tempfile
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.data import shards
-from pipelines.data.storage import Storage
+from pipelines.data.storage import Storage, is_remote
 
 if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
     from preprocessing.clip import Clip
@@ -28,6 +29,22 @@ if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not
     from preprocessing.filters import SyncFilter
 
 MESSAGE_CHARS = 300  # reject messages are one line, not a traceback
+
+# Rejections of these kinds say nothing about the input: a rerun redoes them. Every other reason
+# (corrupt, no_face, too_short, internal_error, ...) is final: a rerun keeps it unless
+# ``iptalker curate --retry REASON`` names it.
+RETRYABLE_REASONS = frozenset({
+    "worker_crashed",      # the worker process died (OOM, decoder segfault, node lost)
+    "timeout",             # still running after curate.video_timeout_s
+    "whisper_failed",      # the encoder actor failed or died
+    "storage_error",       # the input could not be fetched (network, throttling, credentials)
+    "shard_write_failed",  # its shard could not be committed
+    "not_processed",       # the job stopped before this input had a result
+})
+
+
+def is_retryable(reason: str | None) -> bool:
+    return reason in RETRYABLE_REASONS
 
 
 @dataclass
@@ -107,7 +124,15 @@ def process_video(uri: str, row: dict[str, Any], preprocess: PreprocessConfig, s
     from preprocessing.media import MediaError
 
     try:
-        with storage.local_copy(uri) as path:
+        with contextlib.ExitStack() as stack:
+            try:
+                path = stack.enter_context(storage.local_copy(uri))
+            except Exception as e:  # noqa: BLE001 - remote read failed: says nothing about the media
+                if not is_remote(uri):
+                    raise
+                if isinstance(e, FileNotFoundError):
+                    return reject(row, "missing_file", f"{uri} does not exist"), []
+                return reject(row, "storage_error", f"could not fetch {uri}: {type(e).__name__}: {e}"), []
             row = {**row, "sha256": shards.file_sha256(path), "bytes": path.stat().st_size}
             outcome = stages.resolved().extract(path, preprocess, row["video_id"])
             info = getattr(outcome, "info", None)
@@ -201,7 +226,7 @@ class WhisperStage:
         return verdict.keep
 
 
-def write_shard_entries(storage: Storage, root: str, index: int, entries: list[tuple[dict, Any]],
+def write_shard_entries(storage: Storage, root: str, index: int, entries: list[tuple[dict, Any]], split: str,
                         retries: int, backoff_s: float) -> tuple[dict | None, str | None, list[dict]]:
     """Gather each input's samples (nested refs, fetched one by one so a failed input is dropped,
     not the shard), then write the shard. Returns (done record | None, error | None, input rows)."""
@@ -229,8 +254,8 @@ def write_shard_entries(storage: Storage, root: str, index: int, entries: list[t
         samples.extend(kept)
         rows.append({**row, "clips": len(kept),
                      "secs": sum(s.row["duration_s"] for s in kept)})
-    record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, retries=retries,
-                                                  backoff_s=backoff_s)
+    record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, split=split,
+                                                  retries=retries, backoff_s=backoff_s)
     return record, error, rows
 
 

@@ -2,8 +2,8 @@
 
 The pipeline is a chain of small stages (open_clip's ``data.py``):
 
-  done shards -> resample (per node+worker seed) -> open via Storage (local or s3://)
-  -> tar samples -> keep split -> decode clip -> cut windows -> shuffle -> batch
+  done shards of one split's set -> resample (per node+worker seed) -> open via Storage
+  (local or s3://) -> tar samples -> keep split -> decode clip -> cut windows -> shuffle -> batch
 
 Why these choices:
 - ``resampled`` shards make the stream infinite and balanced across any number of ranks and
@@ -16,6 +16,10 @@ Why these choices:
   (``batch["corrupt_skipped"]``, a delta since the worker's previous window) because DataLoader
   workers are separate processes.
 - One decoded clip yields several windows, so video decoding is amortised.
+- Training reads only ``shards/train/``, validation only ``shards/val/`` (the contract's shard
+  sets); the per-sample split check stays for datasets written before the sets existed.
+- A stream that yields no window at all (empty split, every clip too short) stops with an error
+  instead of resampling forever.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipelines.data import shards as contract
-from pipelines.data.storage import Storage, join
+from pipelines.data.storage import Storage
+from pipelines.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +59,27 @@ class WindowSpec:
 
 
 # ------------------------------------------------------------------ shard listing and opening
-def list_shards(root: str, storage: Storage | None = None) -> list[str]:
-    """Tar URIs of the committed shards under ``<root>/shards`` (those with a done.json)."""
+def list_shards(root: str, storage: Storage | None = None, split: str = "train") -> list[str]:
+    """Tar URIs of the committed shards with samples in the ``split`` set (a UserError if none)."""
     storage = storage or Storage()
-    tars = [s.tar for s in contract.list_done_shards(storage, root)]
-    if not tars:
-        raise FileNotFoundError(f"no finished shards under {join(root, contract.SHARDS_DIR)}; "
-                                "run `iptalker curate` first (a shard needs its .done.json)")
-    return tars
+    everything = contract.list_done_shards(storage, root)
+    tars = [s.tar for s in everything if s.split in (split, None) and s.record.get("samples", 1)]
+    if tars:
+        return tars
+    where = contract.shard_dir(root, split)
+    if not everything:
+        raise UserError(f"no finished shards under {contract.shard_dir(root, None)}; run `iptalker curate` "
+                        "first (a shard needs its .done.json)")
+    if split == "train":
+        raise UserError(f"the train split of {root} is empty (no samples under {where}): every curated "
+                        "identity is in val; curate more identities or lower curate.val_fraction")
+    raise UserError(f"no {split} samples under {where}")
+
+
+def has_split(root: str, split: str, storage: Storage | None = None) -> bool:
+    """Whether the ``split`` set (or a pre-split flat shard) holds any committed sample."""
+    return any(s.split in (split, None) and s.record.get("samples", 1)
+               for s in contract.list_done_shards(storage or Storage(), root, split))
 
 
 class CorruptCounter:
@@ -149,17 +167,27 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
 
 
 class WindowCutter:
-    """Stage: raw samples -> windows; decodes each clip once and cuts ``per_clip`` windows."""
+    """Stage: raw samples -> windows; decodes each clip once and cuts ``per_clip`` windows.
+
+    ``starve_after``: raise once this many samples passed without a single window ever (an
+    endless resampled stream would otherwise spin forever on an empty split); None: never.
+    """
 
     def __init__(self, spec: WindowSpec, split: str, per_clip: int, seed: int,
-                 counter: CorruptCounter):
+                 counter: CorruptCounter, starve_after: int | None = None):
         self.spec, self.split, self.per_clip, self.seed = spec, split, per_clip, seed
-        self.counter, self.passes = counter, 0
+        self.counter, self.passes, self.starve_after = counter, 0, starve_after
+        self.seen, self.windows = 0, 0
 
     def __call__(self, samples):
         self.passes += 1  # a new pass (epoch) cuts new windows
         rng = np.random.default_rng([_worker_seed(self.seed), self.passes])
         for sample in samples:
+            self.seen += 1
+            if not self.windows and self.starve_after is not None and self.seen > self.starve_after:
+                raise UserError(f"no {self.split} window in {self.seen} samples: the {self.split} split is "
+                                f"empty or every clip is shorter than 3 x {self.spec.frames} frames "
+                                "(model.sync_frames)")
             try:
                 if json.loads(sample["json"]).get("split", "train") != self.split:
                     continue
@@ -172,6 +200,7 @@ class WindowCutter:
                 if window is None:
                     break
                 window["corrupt_skipped"] = self.counter.take()
+                self.windows += 1
                 yield window
 
 
@@ -209,13 +238,15 @@ def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: in
     storage = storage or Storage()
     counter = CorruptCounter()
     rank_seed = seed * 1009 + rank
+    tars = list_shards(root, storage, "train")
+    done = contract.list_done_shards(storage, root, "train")
+    starve = 100 + 10 * sum(int(s.record.get("samples", 0)) for s in done)  # ~10 passes, no window
     pipeline = wds.DataPipeline(
-        wds.ResampledShards(list_shards(root, storage), worker_seed=RankWorkerSeed(seed, rank),
-                            deterministic=True),
+        wds.ResampledShards(tars, worker_seed=RankWorkerSeed(seed, rank), deterministic=True),
         lambda src: open_shards(src, storage, counter),
         lambda src: tar_file_expander(src, handler=counter),
         lambda src: group_by_keys(src, handler=counter),
-        WindowCutter(spec, "train", windows_per_clip, rank_seed, counter),
+        WindowCutter(spec, "train", windows_per_clip, rank_seed, counter, starve_after=starve),
         lambda src: wds.shuffle(shuffle_buffer, initial=max(1, shuffle_buffer // 2),
                                 seed=_worker_seed(rank_seed))(src),
         wds.batched(batch_size, collation_fn=collate, partial=False),
@@ -227,14 +258,15 @@ def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: in
 
 def build_val_loader(root: str, spec: WindowSpec, *, batch_size: int, max_batches: int,
                      seed: int = 0, storage: Storage | None = None):
-    """Deterministic batches from the identity-disjoint ``val`` split (same on every rank).
+    """Deterministic batches from the identity-disjoint ``val`` shard set (same on every rank).
 
     Every rank reads the same windows so the all-reduced metrics do not depend on world size.
+    A UserError when the set is empty (check ``has_split`` first to make validation optional).
     """
     storage = storage or Storage()
     counter = CorruptCounter()
     pipeline = wds.DataPipeline(
-        wds.SimpleShardList(list_shards(root, storage)),
+        wds.SimpleShardList(list_shards(root, storage, "val")),
         lambda src: open_shards(src, storage, counter),
         lambda src: tar_file_expander(src, handler=counter),
         lambda src: group_by_keys(src, handler=counter),

@@ -29,7 +29,7 @@ from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator
 from iptalker_model import training as task
 from iptalker_model.checkpoint import load_syncnet
 from pipelines import tracking
-from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader
+from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader, has_split
 from pipelines.data.storage import Storage, StorageConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train import checkpointing, engines
@@ -119,8 +119,14 @@ class Trainer:
             cfg.data, spec, batch_size=cfg.batch_size, rank=self.rank, seed=seed,
             num_workers=cfg.num_workers, shuffle_buffer=cfg.shuffle_buffer,
             windows_per_clip=cfg.windows_per_clip, epoch_batches=cfg.epoch_batches, storage=storage)
-        self.val_loader = build_val_loader(cfg.data, spec, batch_size=cfg.batch_size,
-                                           max_batches=cfg.val_batches, seed=cfg.seed, storage=storage)
+        self.val_loader = None
+        if has_split(cfg.data, "val", storage):
+            self.val_loader = build_val_loader(cfg.data, spec, batch_size=cfg.batch_size,
+                                               max_batches=cfg.val_batches, seed=cfg.seed, storage=storage)
+        elif self.is_main():
+            print(f"no validation samples in {cfg.data} (its val shard set is empty): training without "
+                  "validation; curate with curate.val_fraction > 0 or curate.val_identities to get them",
+                  file=sys.stderr, flush=True)
 
     def start_tracking(self) -> None:
         """Rank 0 opens (or reopens, on resume) the MLflow run; all ranks learn its id."""
@@ -249,6 +255,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean losses on the identity-disjoint val split (all ranks), plus a sample grid."""
+        if self.val_loader is None:
+            return {}
         main = self.engines[checkpointing.MODEL]
         main.eval()
         sums, n, first = defaultdict(float), 0, None
