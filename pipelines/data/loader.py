@@ -96,7 +96,8 @@ def open_shards(urls, storage: Storage, handler: CorruptCounter):
 
 # ------------------------------------------------------------------ decoding and windows
 def decode_clip(sample: dict, spec: WindowSpec) -> dict:
-    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D], "meta"}."""
+    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D],
+    "landmarks": float32 [N, 68, 2] in crop fractions [0, 1], "meta"}."""
     import decord
 
     meta = json.loads(sample["json"])
@@ -107,8 +108,13 @@ def decode_clip(sample: dict, spec: WindowSpec) -> dict:
     vr = decord.VideoReader(io.BytesIO(sample["frames.mp4"]), width=spec.image_size,
                             height=spec.image_size)
     frames = vr.get_batch(list(range(len(vr)))).asnumpy()  # [N, S, S, 3] uint8 RGB
+    landmarks = contract.load_npy(sample["landmarks.npy"]).astype(np.float32)
+    if landmarks.shape != (len(frames), 68, 2):
+        raise ValueError(f"{sample['__key__']}: landmarks.npy shape {landmarks.shape}, "
+                         f"expected [{len(frames)}, 68, 2]")
+    landmarks /= float(meta.get("size", contract.CROP_SIZE))  # crop pixels -> fractions of the crop
     return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
-            "meta": meta}
+            "landmarks": landmarks, "meta": meta}
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -127,7 +133,8 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
     frames [T,3,S,S], references [K,3,S,S] (outside the window), audio [T,A,D] centred on each
-    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away.
+    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away,
+    landmarks [T,68,2] of the target frames in crop fractions.
     """
     n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
     if n < 3 * t:  # need room for the window, references and an off-sync window
@@ -145,6 +152,7 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
         "audio": torch.from_numpy(audio),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
+        "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),
     }
 
 
