@@ -11,7 +11,8 @@ Why these choices:
   epoch length. Each rank and worker draws from its own seed (seed, rank, worker).
 - Shards are opened through ``pipelines.data.storage.Storage`` (s3fs built per process), not
   ``pipe:aws``: no subprocess, same credentials/endpoint as the rest of the project.
-- Only ``.json``, ``.npy`` (``allow_pickle=False``) and ``.mp4`` are decoded; never pickle.
+- Only ``.json``, ``.npy`` (``allow_pickle=False``), ``.flac`` and ``.mp4`` are decoded; never
+  pickle. The audio itself only yields a per-frame loudness (``audio_rms``) for validation.
 - A corrupt sample or shard is skipped and counted, never fatal: the count travels with the batch
   (``batch["corrupt_skipped"]``, a delta since the worker's previous window) because DataLoader
   workers are separate processes.
@@ -117,7 +118,23 @@ def decode_clip(sample: dict, spec: WindowSpec) -> dict:
                          f"expected [{len(frames)}, 68, 2]")
     landmarks /= float(meta.get("size", contract.CROP_SIZE))  # crop pixels -> fractions of the crop
     return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
-            "landmarks": landmarks, "meta": meta}
+            "landmarks": landmarks, "rms": frame_loudness(sample.get("audio.flac"), len(frames)),
+            "meta": meta}
+
+
+def frame_loudness(flac: bytes | None, n_frames: int) -> np.ndarray:
+    """RMS of the clip's audio per video frame, float32 [N]; NaN when the audio does not decode
+    (loudness only feeds validation metrics, so a clip without usable audio still trains)."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 - missing or broken audio: no loudness, not a broken clip
+        return np.full(n_frames, np.nan, np.float32)
+    audio = audio.mean(1)
+    edges = np.round(np.arange(n_frames + 1) * rate / contract.FPS).astype(int).clip(0, len(audio))
+    return np.array([np.sqrt(np.mean(np.square(audio[a:b]))) if b > a else 0.0
+                     for a, b in zip(edges[:-1], edges[1:])], np.float32)
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -138,7 +155,7 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     frames [T,3,S,S], references [K,3,S,S] (``select_references``: other times of the clip,
     similar pose, spread over mouth openness), audio [T,A,D] centred on each
     frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away,
-    landmarks [T,68,2] of the target frames in crop fractions.
+    landmarks [T,68,2] of the target frames in crop fractions, audio_rms [T] their loudness.
     """
     n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
     if n < 3 * t:  # need room for the window, references and an off-sync window
@@ -157,6 +174,7 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
         "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),
+        "audio_rms": torch.from_numpy(clip["rms"][start:start + t]),
     }
 
 

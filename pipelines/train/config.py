@@ -37,6 +37,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 5
     max_steps: int = 40
+    # the syncnet stage of a two-stage run (demo, recipes): 0 = the same as the values above
+    syncnet_max_steps: int = 0
+    syncnet_lr: float = 0.0
+    syncnet_batch_size: int = 0
     seed: int = 1234
     # --- data ---
     num_workers: int = 1                # DataLoader workers per rank
