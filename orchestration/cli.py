@@ -121,6 +121,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.data.storage import Storage
+    from pipelines.evaluate import run_evaluation
+
+    st = _settings(args)
+    cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
+    report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
+    print(report.render())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo import run_demo
 
@@ -173,6 +186,14 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="Ray workers on GPUs (default: when the cluster has them)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+
+    p = verb("evaluate", cmd_evaluate, "score a model beside its baselines on a frozen eval set (MLflow)")
+    p.add_argument("--model", required=True, metavar="URI",
+                   help="bundle folder, exported iptalker .pt (+ --set evaluate.syncnet=PATH) or models:/NAME@alias")
+    p.add_argument("--data", required=True, metavar="URI", help="curated dataset root (folder or s3://...)")
+    p.add_argument("--out", default="eval-out", help="folder for report.json, report.html, plots, evalset.json")
+    p.add_argument("--evalset", default=None, metavar="PATH",
+                   help="reuse this frozen eval-set manifest (default: freeze a new one in --out)")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (a run's checkpoints/<stage>)")

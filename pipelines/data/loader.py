@@ -149,6 +149,19 @@ def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
     return whisper[idx]
 
 
+def reference_indices(landmarks: np.ndarray, start: int, t: int, k: int, rng: np.random.Generator | None,
+                      cfg: ReferenceConfig | None = None) -> np.ndarray:
+    """K sorted reference frame indices for the window [start, start + t) of a clip with
+    landmarks [N, 68, 2]: ``preprocessing.references.select_references`` (other times, similar
+    pose, spread over mouth openness; rng None = deterministic, as dubbing uses it)."""
+    return select_references(landmarks, range(start, start + t), k, cfg, rng)
+
+
+def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.ndarray:
+    """Whisper rows centred on each frame of [start, start + t): [t, 2 * (2c + 1), D], edge-clamped."""
+    return np.stack([_rows(whisper, f - context, 2 * context + 1) for f in range(start, start + t)])
+
+
 def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
@@ -163,14 +176,12 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     start = int(rng.integers(0, n - t + 1))
     far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
     off = int(rng.choice(far))
-    refs = select_references(clip["landmarks"], range(start, start + t), spec.references,
-                             spec.reference, rng)
+    refs = reference_indices(clip["landmarks"], start, t, spec.references, rng, spec.reference)
     wh = clip["whisper"]
-    audio = np.stack([_rows(wh, f - c, 2 * c + 1) for f in range(start, start + t)])
     return {
         "frames": _to_unit(clip["frames"][start:start + t]),
         "references": _to_unit(clip["frames"][refs]),
-        "audio": torch.from_numpy(audio),
+        "audio": torch.from_numpy(audio_windows(wh, start, t, c)),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
         "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),

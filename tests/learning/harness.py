@@ -25,7 +25,7 @@ import torch
 from iptalker_model import IPTalker, PatchDiscriminator, SyncNet, mask_source
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
 from preprocessing.references import select_references
-from tests.fixtures.talking import TalkingClip, talking_corpus, write_shards
+from tests.fixtures.talking_shards import TalkingClip, talking_corpus, write_shards
 
 
 @dataclass
