@@ -92,6 +92,8 @@ class ModelConfig:
     mask_side: float = 0.125         # left/right margins / S left visible
     mask_feather: float = 0.03       # width of the linear ramp inside the mask edge / S
     # --- alignment module (encoders + AVAU) ---
+    reference_region: str = "frame"  # what the reference encoder sees: "frame" or "mouth" (the
+    #                                  masked lower face only, as the paper's reference-mouth input)
     encoder_channels: tuple[int, ...] = (64, 128, 256, 256)   # one stride-2 stage each
     embed_dim: int = 256             # E: transformer width = correspondence-embedding channels
     avau_layers: int = 6
@@ -123,6 +125,8 @@ class ModelConfig:
             bad("flow_scales", f"must be in [1, {len(self.encoder_channels)}]")
         if self.embed_dim % self.avau_heads:
             bad("embed_dim", f"must be divisible by avau_heads={self.avau_heads}")
+        if self.reference_region not in ("frame", "mouth"):
+            bad("reference_region", "choose 'frame' or 'mouth'")
         if not 0.0 < self.mask_top < 1.0:
             bad("mask_top", "must be a fraction in (0, 1)")
         if not 0.0 <= self.mask_side < 0.5:

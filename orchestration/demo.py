@@ -91,9 +91,14 @@ def _train(settings: Settings, out: Path, stage: str, steps: int, syncnet: str) 
     from orchestration.launch import launch_training
 
     settings = dataclasses.replace(settings)
+    t = settings.train
+    if stage == "syncnet":  # a recipe's syncnet_* values (0 = as the iptalker stage)
+        t = dataclasses.replace(t, max_steps=t.syncnet_max_steps or steps, lr=t.syncnet_lr or t.lr,
+                                batch_size=t.syncnet_batch_size or t.batch_size)
     settings.train = dataclasses.replace(
-        settings.train, data=str(out / "dataset"), stage=stage, out_dir=str(out / "runs" / stage),
-        max_steps=steps, syncnet_checkpoint=syncnet or settings.train.syncnet_checkpoint)
+        t, data=str(out / "dataset"), stage=stage, out_dir=str(out / "runs" / stage),
+        max_steps=t.max_steps if stage == "syncnet" and t.syncnet_max_steps else steps,
+        syncnet_checkpoint=syncnet or t.syncnet_checkpoint)
     settings.tracking = dataclasses.replace(
         settings.tracking, tracking_uri=settings.tracking.tracking_uri or f"sqlite:///{out / 'mlruns.db'}")
     summary = launch_training(settings, launcher="local")

@@ -11,7 +11,8 @@ Why these choices:
   epoch length. Each rank and worker draws from its own seed (seed, rank, worker).
 - Shards are opened through ``pipelines.data.storage.Storage`` (s3fs built per process), not
   ``pipe:aws``: no subprocess, same credentials/endpoint as the rest of the project.
-- Only ``.json``, ``.npy`` (``allow_pickle=False``) and ``.mp4`` are decoded; never pickle.
+- Only ``.json``, ``.npy`` (``allow_pickle=False``), ``.flac`` and ``.mp4`` are decoded; never
+  pickle. The audio itself only yields a per-frame loudness (``audio_rms``) for validation.
 - A corrupt sample or shard is skipped and counted, never fatal: the count travels with the batch
   (``batch["corrupt_skipped"]``, a delta since the worker's previous window) because DataLoader
   workers are separate processes.
@@ -38,6 +39,8 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from pipelines.data import shards as contract
 from pipelines.data.storage import Storage
 from pipelines.errors import UserError
+from preprocessing.config import ReferenceConfig
+from preprocessing.references import select_references
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,12 @@ class WindowSpec:
     image_size: int  # S: crops are resized to S x S
     audio_context: int  # c: frame t sees Whisper rows of frames t-c .. t+c
     audio_dim: int  # D: Whisper width the model expects
+    reference: ReferenceConfig = ReferenceConfig()  # how the K references are chosen
 
     @classmethod
-    def from_model(cls, model_cfg) -> WindowSpec:
+    def from_model(cls, model_cfg, reference: ReferenceConfig | None = None) -> WindowSpec:
         return cls(model_cfg.sync_frames, model_cfg.num_references, model_cfg.image_size,
-                   model_cfg.audio_context, model_cfg.audio_dim)
+                   model_cfg.audio_context, model_cfg.audio_dim, reference or ReferenceConfig())
 
 
 # ------------------------------------------------------------------ shard listing and opening
@@ -114,7 +118,8 @@ def open_shards(urls, storage: Storage, handler: CorruptCounter):
 
 # ------------------------------------------------------------------ decoding and windows
 def decode_clip(sample: dict, spec: WindowSpec) -> dict:
-    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D], "meta"}."""
+    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D],
+    "landmarks": float32 [N, 68, 2] in crop fractions [0, 1], "meta"}."""
     import decord
 
     meta = json.loads(sample["json"])
@@ -125,8 +130,29 @@ def decode_clip(sample: dict, spec: WindowSpec) -> dict:
     vr = decord.VideoReader(io.BytesIO(sample["frames.mp4"]), width=spec.image_size,
                             height=spec.image_size)
     frames = vr.get_batch(list(range(len(vr)))).asnumpy()  # [N, S, S, 3] uint8 RGB
+    landmarks = contract.load_npy(sample["landmarks.npy"]).astype(np.float32)
+    if landmarks.shape != (len(frames), 68, 2):
+        raise ValueError(f"{sample['__key__']}: landmarks.npy shape {landmarks.shape}, "
+                         f"expected [{len(frames)}, 68, 2]")
+    landmarks /= float(meta.get("size", contract.CROP_SIZE))  # crop pixels -> fractions of the crop
     return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
+            "landmarks": landmarks, "rms": frame_loudness(sample.get("audio.flac"), len(frames)),
             "meta": meta}
+
+
+def frame_loudness(flac: bytes | None, n_frames: int) -> np.ndarray:
+    """RMS of the clip's audio per video frame, float32 [N]; NaN when the audio does not decode
+    (loudness only feeds validation metrics, so a clip without usable audio still trains)."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 - missing or broken audio: no loudness, not a broken clip
+        return np.full(n_frames, np.nan, np.float32)
+    audio = audio.mean(1)
+    edges = np.round(np.arange(n_frames + 1) * rate / contract.FPS).astype(int).clip(0, len(audio))
+    return np.array([np.sqrt(np.mean(np.square(audio[a:b]))) if b > a else 0.0
+                     for a, b in zip(edges[:-1], edges[1:])], np.float32)
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -141,10 +167,12 @@ def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
     return whisper[idx]
 
 
-def reference_indices(n: int, start: int, t: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """K sorted reference frame indices of an n-frame clip, outside the window [start, start + t)."""
-    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
-    return np.sort(rng.choice(outside, size=k, replace=len(outside) < k))
+def reference_indices(landmarks: np.ndarray, start: int, t: int, k: int, rng: np.random.Generator | None,
+                      cfg: ReferenceConfig | None = None) -> np.ndarray:
+    """K sorted reference frame indices for the window [start, start + t) of a clip with
+    landmarks [N, 68, 2]: ``preprocessing.references.select_references`` (other times, similar
+    pose, spread over mouth openness; rng None = deterministic, as dubbing uses it)."""
+    return select_references(landmarks, range(start, start + t), k, cfg, rng)
 
 
 def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.ndarray:
@@ -155,8 +183,10 @@ def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.n
 def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
-    frames [T,3,S,S], references [K,3,S,S] (outside the window), audio [T,A,D] centred on each
-    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away.
+    frames [T,3,S,S], references [K,3,S,S] (``select_references``: other times of the clip,
+    similar pose, spread over mouth openness), audio [T,A,D] centred on each
+    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away,
+    landmarks [T,68,2] of the target frames in crop fractions, audio_rms [T] their loudness.
     """
     n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
     if n < 3 * t:  # need room for the window, references and an off-sync window
@@ -164,7 +194,7 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     start = int(rng.integers(0, n - t + 1))
     far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
     off = int(rng.choice(far))
-    refs = reference_indices(n, start, t, spec.references, rng)
+    refs = reference_indices(clip["landmarks"], start, t, spec.references, rng, spec.reference)
     wh = clip["whisper"]
     return {
         "frames": _to_unit(clip["frames"][start:start + t]),
@@ -172,6 +202,8 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
         "audio": torch.from_numpy(audio_windows(wh, start, t, c)),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
+        "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),
+        "audio_rms": torch.from_numpy(clip["rms"][start:start + t]),
     }
 
 

@@ -35,6 +35,7 @@ from pipelines.tracking import TrackingConfig
 from pipelines.train import checkpointing, engines
 from pipelines.train.config import TrainConfig
 from pipelines.train.samples import write_sample_grid, write_sample_video
+from pipelines.train.val_metrics import DubbingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Trainer:
         return expert
 
     def build_loaders(self) -> None:
-        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model)
+        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model, self.cfg.reference)
         storage = Storage(self.job.storage)
         # a resumed job continues with a fresh stream instead of replaying the first batches
         seed = self.data_seed * 100_003 + self.step
@@ -254,25 +255,30 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean losses on the identity-disjoint val split (all ranks), plus a sample grid."""
+        """Mean losses on the identity-disjoint val split (all ranks), plus a sample grid; for
+        IPTalker also mouth-audio correlation and LSE-D/C of the generated windows."""
         if self.val_loader is None:
             return {}
         main = self.engines[checkpointing.MODEL]
         main.eval()
         sums, n, first = defaultdict(float), 0, None
+        dubbing = DubbingMetrics(self.job.model, self.syncnet)
         for raw in self.val_loader:
             batch = self.to_device(raw)
             if self.cfg.stage == "syncnet":
                 out = task.syncnet_losses(main, batch)
             else:
                 out = task.generator_losses(main, None, self.syncnet, batch, self.job.loss)
+                dubbing.add(batch, out["output"])
             if first is None:
                 first = (batch, out.get("output"))
             for k, v in scalars(out).items():
                 sums[f"val_{k}"] += v
             n += 1
         main.train()
-        metrics = engines.mean_over_ranks({k: v / n for k, v in sums.items()}) if n else {}
+        means = {k: v / n for k, v in sums.items()}
+        means.update({f"val_{k}": v for k, v in dubbing.result().items()})
+        metrics = engines.mean_over_ranks(means) if n else {}
         if self.is_main() and first is not None:
             self.log_samples(*first)
             if self.run_id and metrics:
