@@ -24,6 +24,7 @@ from iptalker_model.config import ModelConfig
 from iptalker_model.losses import LossConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
+from pipelines.dub.config import DubConfig
 from pipelines.errors import UserError
 from pipelines.tracking import TrackingConfig
 from pipelines.train.config import TrainConfig
@@ -55,6 +56,7 @@ class Settings:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    dub: DubConfig = field(default_factory=DubConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
