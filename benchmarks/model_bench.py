@@ -34,7 +34,8 @@ def random_batch(cfg: ModelConfig, b: int, t: int, device) -> dict:
             "references": torch.rand(b, k, 3, s, s, device=device) * 2 - 1,
             "audio": torch.randn(b, t, a, d, device=device),
             "sync_audio": torch.randn(b, 2 * t, d, device=device),
-            "sync_audio_off": torch.randn(b, 2 * t, d, device=device)}
+            "sync_audio_off": torch.randn(b, 2 * t, d, device=device),
+            "landmarks": torch.rand(b, t, 68, 2, device=device) * 0.4 + 0.4}
 
 
 def best_seconds(fn, repeats: int, device) -> float:

@@ -103,7 +103,8 @@ def memory_worker(args) -> None:
     s, t, k, a = cfg.image_size, cfg.sync_frames, cfg.num_references, cfg.audio_rows
     batch = {"frames": torch.rand(b, t, 3, s, s) * 2 - 1, "references": torch.rand(b, k, 3, s, s) * 2 - 1,
              "audio": torch.randn(b, t, a, cfg.audio_dim), "sync_audio": torch.randn(b, 2 * t, cfg.audio_dim),
-             "sync_audio_off": torch.randn(b, 2 * t, cfg.audio_dim), "corrupt_skipped": torch.tensor(0)}
+             "sync_audio_off": torch.randn(b, 2 * t, cfg.audio_dim), "corrupt_skipped": torch.tensor(0),
+             "landmarks": torch.rand(b, t, 68, 2) * 0.4 + 0.4}
     for _ in range(args.steps):
         trainer.train_step([batch])
     out = {"rank": trainer.rank, "zero": trainer.cfg.zero_stage, "baseline_rss_mb": base,

@@ -12,6 +12,9 @@ D = Whisper feature width):
   audio           float32 [B, T, A, D]                 Whisper rows centred on each target frame
   sync_audio      float32 [B, 2T, D]                   Whisper rows covering the target window
   sync_audio_off  float32 [B, 2T, D]                   rows of a window >= T frames away (negative)
+  landmarks       float32 [B, T, 68, 2] in [0, 1]      iBUG-68 (x, y) of the target frames, as
+                                                       fractions of the crop: the mouth losses'
+                                                       region (``mask.mouth_region``)
 
 The masked source is not in the batch: the model masks ``frames`` itself (``ModelConfig`` owns
 the mask geometry), so loader and model cannot disagree about which pixels are hidden.
@@ -23,7 +26,7 @@ from typing import TypedDict
 
 import torch
 
-BATCH_KEYS = ("frames", "references", "audio", "sync_audio", "sync_audio_off")
+BATCH_KEYS = ("frames", "references", "audio", "sync_audio", "sync_audio_off", "landmarks")
 
 
 class TrainingWindow(TypedDict):
@@ -32,11 +35,13 @@ class TrainingWindow(TypedDict):
     audio: torch.Tensor
     sync_audio: torch.Tensor
     sync_audio_off: torch.Tensor
+    landmarks: torch.Tensor
 
 
 def check_batch(batch: dict) -> None:
     """Raise ValueError naming the first key whose rank or batch size breaks the contract."""
-    ranks = {"frames": 5, "references": 5, "audio": 4, "sync_audio": 3, "sync_audio_off": 3}
+    ranks = {"frames": 5, "references": 5, "audio": 4, "sync_audio": 3, "sync_audio_off": 3,
+             "landmarks": 4}
     missing = [k for k in BATCH_KEYS if k not in batch]
     if missing:
         raise ValueError(f"batch is missing keys {missing}")
@@ -48,3 +53,6 @@ def check_batch(batch: dict) -> None:
     t_frames = batch["frames"].shape[1]
     if batch["audio"].shape[1] != t_frames or batch["sync_audio"].shape[1] != 2 * t_frames:
         raise ValueError("audio windows do not match the number of target frames")
+    if batch["landmarks"].shape[1:] != (t_frames, 68, 2):
+        raise ValueError(f"batch['landmarks'] has shape {tuple(batch['landmarks'].shape)}; "
+                         f"expected [B, {t_frames}, 68, 2]")

@@ -29,12 +29,37 @@ def mask_source(frames: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     return frames * (1.0 - mask)
 
 
-def mouth_box(cfg: ModelConfig) -> tuple[slice, slice]:
-    """(rows, cols) slices of the mask rectangle: the region the mouth metrics and losses crop."""
+MOUTH_POINTS = slice(48, 68)  # iBUG 68: outer (48-59) and inner (60-67) lips
+
+
+def mouth_region(landmarks: torch.Tensor, cfg: ModelConfig, margin: float = 0.35) -> torch.Tensor:
+    """Box around the lips of each frame, where the mouth losses look.
+
+    landmarks: [..., 68, 2] (x, y) in crop fractions [0, 1]. The lips' bounding box is padded by
+    ``margin`` x mouth width on every side (so a closed mouth's box still covers an open one's
+    lips and chin crease). Returns [N, 1, S, S] in {0, 1}, N = the leading dims folded.
+    """
     s = cfg.image_size
-    top = int(round(cfg.mask_top * s))
-    side = int(round(cfg.mask_side * s))
-    return slice(top, s), slice(side, s - side)
+    pts = landmarks[..., MOUTH_POINTS, :].reshape(-1, 20, 2).float()
+    lo, hi = pts.amin(1), pts.amax(1)                                  # [N, 2]
+    pad = margin * (hi[:, :1] - lo[:, :1]).clamp_min(2.0 / s)          # [N, 1] of the mouth width
+    lo, hi = lo - pad, hi + pad
+    pos = (torch.arange(s, dtype=torch.float32, device=landmarks.device) + 0.5) / s
+    cols = (pos >= lo[:, :1]) & (pos <= hi[:, :1])                     # [N, S]
+    rows = (pos >= lo[:, 1:]) & (pos <= hi[:, 1:])                     # [N, S]
+    return (rows[:, :, None] & cols[:, None, :]).float()[:, None]      # [N, 1, S, S]
+
+
+def mouth_box(cfg: ModelConfig, landmarks: torch.Tensor | None = None) -> tuple[slice, slice]:
+    """(rows, cols) slices that metrics crop: the union over frames of ``mouth_region`` when
+    landmarks [..., 68, 2] (crop fractions) are given, else the mask rectangle (no landmarks)."""
+    s = cfg.image_size
+    if landmarks is None:
+        top, side = int(round(cfg.mask_top * s)), int(round(cfg.mask_side * s))
+        return slice(top, s), slice(side, s - side)
+    region = mouth_region(landmarks, cfg).amax(0)[0]                    # [S, S]
+    rows, cols = region.amax(1).nonzero()[:, 0], region.amax(0).nonzero()[:, 0]
+    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
 
 
 def cut_lower_face(frames: torch.Tensor, size: int) -> torch.Tensor:

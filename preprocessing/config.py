@@ -81,6 +81,23 @@ class ClipConfig:
     min_face_fraction: float = 0.9  # frames of a clip that must have a tracked face
 
 
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """How references are chosen (``preprocess``-independent: used by training and dubbing)."""
+
+    exclude_radius: int = 5      # frames within this distance of the target window are never used
+    pose_fraction: float = 0.5   # keep this fraction of candidates closest in pose (at least K)
+    spread: str = "openness"     # "openness": quantiles of mouth aspect ratio; "random": uniform
+
+    def __post_init__(self):
+        if self.spread not in ("openness", "random"):
+            raise ValueError(f"spread={self.spread!r}: choose 'openness' or 'random'")
+        if not 0.0 < self.pose_fraction <= 1.0:
+            raise ValueError(f"pose_fraction={self.pose_fraction!r}: must be in (0, 1]")
+        if self.exclude_radius < 0:
+            raise ValueError(f"exclude_radius={self.exclude_radius!r}: must be >= 0")
+
+
 @dataclass
 class PreprocessConfig:
     media: MediaConfig = field(default_factory=MediaConfig)

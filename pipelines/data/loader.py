@@ -33,6 +33,8 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipelines.data import shards as contract
 from pipelines.data.storage import Storage, join
+from preprocessing.config import ReferenceConfig
+from preprocessing.references import select_references
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,12 @@ class WindowSpec:
     image_size: int  # S: crops are resized to S x S
     audio_context: int  # c: frame t sees Whisper rows of frames t-c .. t+c
     audio_dim: int  # D: Whisper width the model expects
+    reference: ReferenceConfig = ReferenceConfig()  # how the K references are chosen
 
     @classmethod
-    def from_model(cls, model_cfg) -> WindowSpec:
+    def from_model(cls, model_cfg, reference: ReferenceConfig | None = None) -> WindowSpec:
         return cls(model_cfg.sync_frames, model_cfg.num_references, model_cfg.image_size,
-                   model_cfg.audio_context, model_cfg.audio_dim)
+                   model_cfg.audio_context, model_cfg.audio_dim, reference or ReferenceConfig())
 
 
 # ------------------------------------------------------------------ shard listing and opening
@@ -96,7 +99,8 @@ def open_shards(urls, storage: Storage, handler: CorruptCounter):
 
 # ------------------------------------------------------------------ decoding and windows
 def decode_clip(sample: dict, spec: WindowSpec) -> dict:
-    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D], "meta"}."""
+    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D],
+    "landmarks": float32 [N, 68, 2] in crop fractions [0, 1], "meta"}."""
     import decord
 
     meta = json.loads(sample["json"])
@@ -107,8 +111,13 @@ def decode_clip(sample: dict, spec: WindowSpec) -> dict:
     vr = decord.VideoReader(io.BytesIO(sample["frames.mp4"]), width=spec.image_size,
                             height=spec.image_size)
     frames = vr.get_batch(list(range(len(vr)))).asnumpy()  # [N, S, S, 3] uint8 RGB
+    landmarks = contract.load_npy(sample["landmarks.npy"]).astype(np.float32)
+    if landmarks.shape != (len(frames), 68, 2):
+        raise ValueError(f"{sample['__key__']}: landmarks.npy shape {landmarks.shape}, "
+                         f"expected [{len(frames)}, 68, 2]")
+    landmarks /= float(meta.get("size", contract.CROP_SIZE))  # crop pixels -> fractions of the crop
     return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
-            "meta": meta}
+            "landmarks": landmarks, "meta": meta}
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -126,8 +135,10 @@ def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
 def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
-    frames [T,3,S,S], references [K,3,S,S] (outside the window), audio [T,A,D] centred on each
-    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away.
+    frames [T,3,S,S], references [K,3,S,S] (``select_references``: other times of the clip,
+    similar pose, spread over mouth openness), audio [T,A,D] centred on each
+    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away,
+    landmarks [T,68,2] of the target frames in crop fractions.
     """
     n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
     if n < 3 * t:  # need room for the window, references and an off-sync window
@@ -135,16 +146,17 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     start = int(rng.integers(0, n - t + 1))
     far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
     off = int(rng.choice(far))
-    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
-    refs = rng.choice(outside, size=spec.references, replace=len(outside) < spec.references)
+    refs = select_references(clip["landmarks"], range(start, start + t), spec.references,
+                             spec.reference, rng)
     wh = clip["whisper"]
     audio = np.stack([_rows(wh, f - c, 2 * c + 1) for f in range(start, start + t)])
     return {
         "frames": _to_unit(clip["frames"][start:start + t]),
-        "references": _to_unit(clip["frames"][np.sort(refs)]),
+        "references": _to_unit(clip["frames"][refs]),
         "audio": torch.from_numpy(audio),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
+        "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config_dict import strict_from_dict
+from preprocessing.config import ReferenceConfig
 
 STAGES = ("syncnet", "iptalker")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,9 @@ class TrainConfig:
     windows_per_clip: int = 4           # windows cut from one decoded clip
     epoch_batches: int = 1000           # batches per rank per nominal epoch (resampled stream)
     val_batches: int = 2
+    reference_spread: str = ReferenceConfig.spread            # preprocessing.references, "random"
+    reference_exclude_radius: int = ReferenceConfig.exclude_radius
+    reference_pose_fraction: float = ReferenceConfig.pose_fraction
     # --- cadence (in optimizer steps) ---
     log_every: int = 5
     val_every: int = 20
@@ -61,10 +65,20 @@ class TrainConfig:
             bad("zero_stage", "must be 0, 1, 2 or 3")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             bad("precision", "choose auto, fp32, bf16 or fp16")
+        try:
+            _ = self.reference
+        except ValueError as e:
+            raise ValueError(f"train.reference_{e}") from None
         for name in ("batch_size", "grad_accum", "max_steps", "windows_per_clip", "epoch_batches",
                      "log_every", "val_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
+
+    @property
+    def reference(self) -> ReferenceConfig:
+        """How the loader picks the K reference frames of each window."""
+        return ReferenceConfig(self.reference_exclude_radius, self.reference_pose_fraction,
+                               self.reference_spread)
 
     @property
     def deepspeed_json(self) -> Path:

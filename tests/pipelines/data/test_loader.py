@@ -31,6 +31,10 @@ def test_train_batches_follow_the_batch_contract(corpus):
     assert b["frames"].shape == (3, 5, 3, 32, 32) and b["references"].shape == (3, 3, 3, 32, 32)
     assert b["audio"].shape == (3, 5, 10, 384) and b["sync_audio"].shape == (3, 10, 384)
     assert b["frames"].min() >= -1 and b["frames"].max() <= 1 and b["frames"].dtype == torch.float32
+    lips = b["landmarks"][..., 48:68, :]                    # crop fractions: the drawn mouth sits
+    assert b["landmarks"].shape == (3, 5, 68, 2)           # at 0.7 of the height, centred
+    assert torch.allclose(lips[..., 0].mean(), torch.tensor(0.5), atol=0.03)
+    assert torch.allclose(lips[..., 1].mean(), torch.tensor(0.7), atol=0.03)
     assert int(sum(x["corrupt_skipped"] for x in batches)) == 0
 
 
