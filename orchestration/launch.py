@@ -79,6 +79,17 @@ def check_inputs(job: dict) -> None:
                           "`iptalker export` after `iptalker train --stage syncnet`)")
 
 
+def check_whisper(settings, job: dict) -> None:
+    """Refuse (UserError, one line) data curated with another Whisper encoder than the configured
+    ``preprocess.whisper``: the model would learn from features dubbing never produces."""
+    from pipelines.data.encoder import check_data_encoder
+    from pipelines.data.storage import Storage, StorageConfig
+    from preprocessing.config import WhisperConfig
+
+    cfg = WhisperConfig(**(_section(settings, "preprocess").get("whisper") or {}))
+    check_data_encoder(job["train"]["data"], cfg, Storage(StorageConfig(**job.get("storage", {}))))
+
+
 def write_job(job: dict) -> Path:
     path = Path(job["train"]["out_dir"]) / "resolved_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +202,7 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
         raise LaunchError(f"unknown launcher {launcher!r}; choose one of {list(LAUNCHERS)}")
     job = resolve_job(settings)
     check_inputs(job)
+    check_whisper(settings, job)
     config_path = write_job(job)
     summary = Path(job["train"]["out_dir"]) / "summary.json"
     summary.unlink(missing_ok=True)  # never report a previous run's outcome

@@ -43,10 +43,15 @@ class AlignConfig:
 
 @dataclass
 class WhisperConfig:
-    checkpoint: str | None = None  # path/URI of an openai-whisper .pt; None = random init (tests)
-    model_name: str = "tiny"  # architecture used for the random-init fallback
+    # Path/URI of an openai-whisper .pt ({"dims", "model_state_dict"}). Required: without it the
+    # encoder is random and its features are worthless for a real model (README "Weights").
+    checkpoint: str | None = None
+    # Explicit escape for unit tests and benchmarks only: no checkpoint -> a random-init encoder
+    # seeded with `seed`; dataset.json and every sample then record "random-init".
+    allow_random: bool = False
+    model_name: str = "tiny"  # architecture of the random-init encoder (allow_random only)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = 0  # seed of the random-init encoder (allow_random only)
     overlap_s: float = 4.0  # long audio: 30 s windows overlap this much and are crossfaded
     # Audio shorter than 30 s: False encodes it at its own length (positional embedding sliced;
     # ~10x cheaper for a 4 s clip); True pads to 30 s exactly as openai-whisper does. Curation

@@ -38,6 +38,7 @@ from pipelines.curate.index import build_index, counts, prepare_output, write_da
 from pipelines.curate.inputs import InputItem, list_inputs
 from pipelines.curate.stages import Stages, estimate_bytes, input_row, reject
 from pipelines.data import shards
+from pipelines.data.encoder import whisper_identity
 from pipelines.data.storage import Storage, StorageConfig, join
 from pipelines.errors import UserError
 
@@ -84,6 +85,7 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     endpoint = storage.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     storage = dataclasses.replace(storage, s3_endpoint_url=endpoint)
     t0, store, root = time.monotonic(), Storage(storage), output.rstrip("/")
+    whisper = whisper_identity(preprocess.whisper)  # before anything runs: no checkpoint, no curation
     items = list_inputs(store, inputs, cfg.extensions)                                # 1
     committed, next_shard = prepare_output(store, root, overwrite)                    # 2
     todo = [it for it in items if it.uri not in committed]
@@ -101,7 +103,8 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     c = counts(index_inputs, clips, done)
     write_report(store, root, index_inputs, clips, done, cfg.report_thumbnails)       # 8
     write_dataset_json(store, root, cfg.dataset_version, {"curate": cfg, "preprocess": preprocess,
-                                                          "storage": storage.public_dict()}, c, done)
+                                                          "storage": storage.public_dict()}, c, done,
+                       whisper=whisper)
     paths = {"shards": join(root, shards.SHARDS_DIR), "index": join(root, shards.INDEX_DIR),
              "report": join(root, shards.REPORT_DIR, "index.html"), "dataset": join(root, shards.DATASET_JSON)}
     return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths)

@@ -142,6 +142,8 @@ class WhisperStage:
 
         self.extractor = stages.resolved().whisper(preprocess.whisper)
         self.sync = sync_filter(preprocess.filters)
+        ident = getattr(self.extractor, "identity", None) or {}  # stand-in extractors may have none
+        self.encoder = {k: ident[k] for k in ("name", "sha256", "random_init") if k in ident}
 
     def dim(self) -> int:
         return int(self.extractor.dim)
@@ -161,6 +163,8 @@ class WhisperStage:
             for p, f in zip(payload, feats):
                 if self.sync is not None and not self._in_sync(p, f, rejected):
                     continue
+                if self.encoder:
+                    p["meta"]["whisper_encoder"] = self.encoder  # "name" starts "random-init" when random
                 samples.append(shards.Sample(p["key"], shards.encode_sample(
                     frames_mp4=p["frames_mp4"], audio_flac=p["audio_flac"], whisper=f, landmarks=p["landmarks"],
                     affine=p["affine"], meta=p["meta"]), p["row"]))

@@ -15,8 +15,8 @@ from pipelines.curate.config import CurateConfig
 from pipelines.curate.job import run_curation
 from pipelines.data import shards
 from pipelines.data.storage import Storage, StorageConfig, join
-from preprocessing.config import PreprocessConfig
 from tests.fixtures import curate_standins as standins
+from tests.fixtures.whisper import random_preprocess
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def ray_local(s3_endpoint):
 
 
 def curate(inputs, out, **cfg):
-    return run_curation([str(i) for i in inputs], str(out), CurateConfig(**cfg), PreprocessConfig(),
+    return run_curation([str(i) for i in inputs], str(out), CurateConfig(**cfg), random_preprocess(),
                         StorageConfig(), progress=False, stages=standins.stages())
 
 
@@ -106,7 +106,7 @@ def test_rerun_skips_done_inputs_and_overwrite_starts_over(ray_local, tmp_path):
         shards.sample_key(shards.video_id_for(str(tmp_path / "in/person0/late.mp4")), i) for i in range(2)}
     unchanged = curate([tmp_path / "in"], out, shard_max_samples=2)  # nothing to do: index rebuilt only
     assert unchanged.resumed_inputs == unchanged.counts["inputs"] and unchanged.counts["clips"] == len(after)
-    third = run_curation([str(tmp_path / "in")], str(out), CurateConfig(), PreprocessConfig(), StorageConfig(),
+    third = run_curation([str(tmp_path / "in")], str(out), CurateConfig(), random_preprocess(), StorageConfig(),
                          overwrite=True, progress=False, stages=standins.stages())
     assert third.resumed_inputs == 0 and third.counts["shards"] == 1
 
@@ -128,7 +128,7 @@ def test_s3_input_and_output(ray_local, tmp_path, s3_bucket):
     for p in corpus.values():
         st.put(p, join(s3_bucket, "raw", p.parent.name, p.name))
     root = join(s3_bucket, "datasets/v1")
-    summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(), PreprocessConfig(), StorageConfig(),
+    summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(), random_preprocess(), StorageConfig(),
                            progress=False, stages=standins.stages())
     assert summary.counts["inputs"] == 5 and summary.counts["accepted"] == 3
     inputs = pd.read_parquet(st.open(join(root, "index/inputs.parquet")))

@@ -25,6 +25,7 @@ from orchestration.launch import (
     worker_env,
     write_job,
 )
+from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("iptalker"))
@@ -40,7 +41,7 @@ def corpus(tmp_path_factory):
     subprocess.run([CLI, "curate", "--input", str(root / "raw"), "--output", str(root / "ds"),
                     "--no-progress", "--set", 'curate.val_identities=["id01"]',
                     "--set", f"ray.temp_dir=/tmp/rt-tr{os.getpid()}",
-                    "--set", "curate.shard_max_samples=2"], check=True, env=worker_env())
+                    "--set", "curate.shard_max_samples=2", "--set", ALLOW_RANDOM_SET], check=True, env=worker_env())
     return str(root / "ds")
 
 
