@@ -33,7 +33,7 @@ from pipelines.dub.config import DubConfig
 from pipelines.dub.generate import MouthGenerator
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.quality import IdentityMeter, SyncMeter
-from pipelines.dub.references import select_references
+from pipelines.dub.references import dub_references
 from pipelines.dub.render import render
 from pipelines.dub.timeline import Timeline, audio_frames, plan_timeline
 from pipelines.errors import UserError
@@ -125,7 +125,7 @@ def _features(engine: DubEngine, audio: np.ndarray) -> np.ndarray:
 
 def _references(analysis: FaceAnalysis, reader: FrameReader, paster: FacePaster, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices [K], aligned crops [K, S, S, 3] uint8) of the reference frames."""
-    idx = select_references(analysis.crop_landmarks(), analysis.usable, k)
+    idx = dub_references(analysis.crop_landmarks(), analysis.usable, k)
     frames = reader.get(idx)
     return idx, np.stack([paster.crop(f, analysis.affines[i]) for f, i in zip(frames, idx, strict=True)])
 

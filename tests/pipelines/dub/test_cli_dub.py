@@ -10,7 +10,9 @@ import pytest
 
 from orchestration.cli import main
 from pipelines.data.bundle import write_bundle
+from preprocessing.audio_features import encoder_identity
 from preprocessing.synthetic.bad import write_bad_inputs
+from tests.fixtures.whisper import ALLOW_RANDOM_SET, random_whisper
 from tests.pipelines.dub.conftest import psnr, read_all
 
 
@@ -27,14 +29,14 @@ def test_missing_inputs_and_unknown_model_are_one_line_exit_2(tmp_path, capsys, 
         (["--video", str(video_1s), "--audio", str(tmp_path / "nope.wav")], "no such file"),
     ]
     for args, message in cases:
-        assert main(["dub", "--model", model, "--out", str(tmp_path / "o.mp4"), *args]) == 2
+        assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", model, "--out", str(tmp_path / "o.mp4"), *args]) == 2
         assert message in _error_line(capsys)
-    assert main(["dub", "--model", str(tmp_path / "no-model"), "--video", str(video_1s), "--audio",
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tmp_path / "no-model"), "--video", str(video_1s), "--audio",
                  str(new_speech), "--out", str(tmp_path / "o.mp4")]) == 2
     assert "no model at" in _error_line(capsys)
-    assert main(["dub", "--model", model, "--video", str(video_1s), "--audio", str(new_speech)]) == 2
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", model, "--video", str(video_1s), "--audio", str(new_speech)]) == 2
     assert "--batch" in _error_line(capsys)
-    assert main(["dub", "--model", model, "--video", str(video_1s), "--audio", str(new_speech),
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", model, "--video", str(video_1s), "--audio", str(new_speech),
                  "--out", str(tmp_path / "o.mp4"), "--face", "left"]) == 2
     assert "x,y" in _error_line(capsys)
 
@@ -42,24 +44,24 @@ def test_missing_inputs_and_unknown_model_are_one_line_exit_2(tmp_path, capsys, 
 def test_unreadable_media_is_one_line_exit_2(tmp_path, capsys, tiny_bundle, video_1s, new_speech):
     bad = write_bad_inputs(tmp_path / "bad", kinds=("random_bytes", "audio_only"))
     out = str(tmp_path / "o.mp4")
-    assert main(["dub", "--model", str(tiny_bundle.root), "--video", str(bad["random_bytes"]), "--audio",
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tiny_bundle.root), "--video", str(bad["random_bytes"]), "--audio",
                  str(new_speech), "--out", out]) == 2
     assert "not a readable media file" in _error_line(capsys)
-    assert main(["dub", "--model", str(tiny_bundle.root), "--video", str(bad["audio_only"]), "--audio",
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tiny_bundle.root), "--video", str(bad["audio_only"]), "--audio",
                  str(new_speech), "--out", out]) == 2
     assert "no video stream" in _error_line(capsys)
-    assert main(["dub", "--model", str(tiny_bundle.root), "--video", str(video_1s), "--audio",
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tiny_bundle.root), "--video", str(video_1s), "--audio",
                  str(bad["random_bytes"]), "--out", out]) == 2
     assert "not a readable media file" in _error_line(capsys)
 
 
 def test_model_of_another_whisper_encoder_is_refused(tmp_path, capsys, tiny_bundle, video_1s, new_speech):
     other = write_bundle(tmp_path / "other", tiny_bundle.iptalker, tiny_bundle.syncnet,
-                         whisper={"random_init": True, "model_name": "tiny", "seed": 1})
-    assert main(["dub", "--model", str(other), "--video", str(video_1s), "--audio", str(new_speech),
+                         whisper=encoder_identity(random_whisper(seed=1)))
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(other), "--video", str(video_1s), "--audio", str(new_speech),
                  "--out", str(tmp_path / "o.mp4")]) == 2
     line = _error_line(capsys)
-    assert "random-init Whisper seed=1" in line and "preprocess.whisper.seed=0" in line
+    assert "was encoded with Whisper encoder" in line and "(seed 1)" in line and "(seed 0)" in line
 
 
 @pytest.mark.slow
@@ -71,7 +73,7 @@ def test_batch_survives_a_bad_row_and_resumes(tmp_path, capsys, tiny_bundle, vid
         w = csv.writer(f)
         w.writerow(["video", "audio", "out"])
         w.writerows([[str(c) for c in r] for r in rows])
-    args = ["dub", "--model", str(tiny_bundle.root), "--batch", str(manifest), "--no-progress",
+    args = ["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tiny_bundle.root), "--batch", str(manifest), "--no-progress",
             "--set", "dub.report=false"]
     assert main(args) == 1  # a failed row: exit 1, the others done
     status = {r[2].name: json.loads((tmp_path / f"{r[2].name}.status.json").read_text()) for r in rows}
@@ -90,7 +92,7 @@ def test_batch_survives_a_bad_row_and_resumes(tmp_path, capsys, tiny_bundle, vid
 def test_face_picks_the_face_nearest_the_point(tmp_path, capsys, tiny_bundle, new_speech):
     video = write_bad_inputs(tmp_path / "in", kinds=("two_faces",))["two_faces"]  # two people, 640x360
     out = tmp_path / "right.mp4"
-    assert main(["dub", "--model", str(tiny_bundle.root), "--video", str(video), "--audio", str(new_speech),
+    assert main(["dub", "--set", ALLOW_RANDOM_SET, "--model", str(tiny_bundle.root), "--video", str(video), "--audio", str(new_speech),
                  "--out", str(out), "--face", "480,180", "--set", "dub.report=false"]) == 0
     src = read_all(video, 25.0)
     dub = read_all(out, 25.0)

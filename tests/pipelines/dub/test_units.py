@@ -8,13 +8,15 @@ import pytest
 from iptalker_model.config import ModelConfig
 from pipelines.data.bundle import Bundle
 from pipelines.data.loader import _rows
-from pipelines.dub.checks import check_bundle, whisper_identity
+from pipelines.dub.checks import check_bundle
 from pipelines.dub.generate import audio_windows
-from pipelines.dub.references import mouth_openness, select_references
+from pipelines.dub.references import dub_references
 from pipelines.dub.render import fade_weights
 from pipelines.dub.timeline import plan_timeline
 from pipelines.errors import UserError
-from preprocessing.config import PreprocessConfig, WhisperConfig
+from preprocessing.audio_features import encoder_identity
+from preprocessing.references import mouth_aspect_ratio
+from tests.fixtures.whisper import random_preprocess, random_whisper
 
 
 def test_timeline_modes():
@@ -63,14 +65,15 @@ def test_references_spread_over_mouth_openness_at_the_typical_pose():
     usable = np.ones(n, bool)
     usable[::7] = False
     lm = _landmarks(openness, yaw)
-    refs = select_references(lm, usable, 5)
+    refs = dub_references(lm, usable, 5)
     assert len(set(refs.tolist())) == 5 and usable[refs].all()
     assert (refs < 150).all()  # turned-away frames are never references
-    opened = np.sort(mouth_openness(lm[refs]))
-    assert opened[0] < 0.1 and opened[-1] > 0.9  # closed ... open
+    opened = np.sort(mouth_aspect_ratio(lm[refs]))
+    assert opened[0] < 0.2 and opened[-1] > 0.8  # closed ... open
     with pytest.raises(ValueError):
-        select_references(lm, np.zeros(n, bool), 5)
-    assert len(select_references(lm[:3], np.ones(3, bool), 5)) == 5  # fewer frames than K: repeats
+        dub_references(lm, np.zeros(n, bool), 5)
+    assert len(dub_references(lm[:3], np.ones(3, bool), 5)) == 5  # fewer frames than K: repeats
+    assert len(dub_references(lm[:1], np.ones(1, bool), 5)) == 5
 
 
 def test_fades_ramp_at_passed_through_frames_only():
@@ -88,18 +91,16 @@ def _bundle(whisper: dict, geometry: dict | None = None) -> Bundle:
     return Bundle(root=".", iptalker=None, syncnet=None, meta=meta)
 
 
-def test_bundle_checks_refuse_another_encoder_or_geometry(tmp_path):
-    pre = PreprocessConfig()
-    mine = whisper_identity(pre.whisper)
+def test_bundle_checks_refuse_another_encoder_or_geometry():
+    pre = random_preprocess()
+    mine = encoder_identity(pre.whisper)
     check_bundle(_bundle(mine), pre, 384, 384)  # the same random-init encoder: fine
-    with pytest.raises(UserError, match="seed"):
-        check_bundle(_bundle({**mine, "seed": 1}), pre, 384, 384)
+    with pytest.raises(UserError, match="seed 1"):
+        check_bundle(_bundle(encoder_identity(random_whisper(seed=1))), pre, 384, 384)
     with pytest.raises(UserError, match="sha256"):
-        check_bundle(_bundle({"sha256": "ab" * 32, "random_init": False}), pre, 384, 384)
-    ckpt = tmp_path / "enc.pt"
-    ckpt.write_bytes(b"weights")
-    real = PreprocessConfig(whisper=WhisperConfig(checkpoint=str(ckpt)))
-    check_bundle(_bundle(whisper_identity(real.whisper)), real, 384, 384)
+        check_bundle(_bundle({"name": "other", "sha256": "ab" * 32, "random_init": False}), pre, 384, 384)
+    with pytest.raises(UserError, match="records no Whisper encoder"):
+        check_bundle(_bundle({}), pre, 384, 384)
     with pytest.raises(UserError, match="width 512"):
         check_bundle(_bundle(mine), pre, 384, 512)
     with pytest.raises(UserError, match="template_scale"):
