@@ -23,6 +23,7 @@ from iptalker_model.config import ModelConfig, build_dataclass
 from iptalker_model.losses import LossConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
+from pipelines.dub.config import DubConfig
 from pipelines.errors import UserError
 from pipelines.evaluate.config import EvaluateConfig
 from pipelines.tracking import TrackingConfig
@@ -56,6 +57,7 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    dub: DubConfig = field(default_factory=DubConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
