@@ -25,6 +25,7 @@ from iptalker_model.losses import LossConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
 from pipelines.errors import UserError
+from pipelines.registry.config import RegistryConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train.config import TrainConfig
 from preprocessing.config import PreprocessConfig
@@ -55,6 +56,7 @@ class Settings:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
