@@ -46,13 +46,14 @@ class RegistryConfig:
     model_name: str = "iptalker"          # registered model name when --name is not given
     eval_data: str = ""                   # frozen eval set (dataset URI) for versions without metrics
     eval_out_dir: str = "runs/registry-eval"
-    thresholds: dict[str, GateThreshold] = field(default_factory=default_thresholds)
+    # YAML files merge mapping by mapping: a later file drops a metric with `name: null`
+    thresholds: dict[str, GateThreshold | None] = field(default_factory=default_thresholds)
     lease_seconds: float = 120.0          # a promote holding the lease longer is presumed dead
     lease_wait_seconds: float = 60.0      # how long a promote waits for a busy lease
 
     def __post_init__(self):
         self.thresholds = {k: v if isinstance(v, GateThreshold) else GateThreshold(**v)
-                           for k, v in self.thresholds.items()}
+                           for k, v in self.thresholds.items() if v is not None}
         if not self.thresholds:
             raise ValueError("registry.thresholds is empty: the gate would pass anything")
 

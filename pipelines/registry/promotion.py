@@ -77,7 +77,7 @@ def gate_metrics(client, name: str, cands: dict, cfg: RegistryConfig,
         metrics, ev = tagged[alias]
         if alias in order or ev != eval_set:
             metrics, ev = evaluate(f"models:/{name}/{cands[alias].version}")
-            versions.set_tags(client, name, cands[alias].version, versions.metric_tags(metrics, ev))
+            versions.set_tags(client, name, str(cands[alias].version), versions.metric_tags(metrics, ev))
         if eval_set is not None and ev != eval_set:
             raise UserError(f"the eval set changed between two evaluations ({eval_set} vs {ev}); "
                             "rerun promote")
@@ -95,13 +95,13 @@ def promote(name: str, cfg: RegistryConfig, tracking_cfg: TrackingConfig, *, dry
         raise UserError(f"{name!r} has no {CHALLENGER} alias; register a run with "
                         f"`iptalker register --run RUN_ID --name {name}`")
     champion = versions.alias_version(client, name, CHAMPION)
-    if champion is not None and champion.version == challenger.version:
+    if champion is not None and str(champion.version) == str(challenger.version):
         raise UserError(f"{name} v{challenger.version} is already the {CHAMPION}")
     cands = {CHALLENGER: challenger, **({CHAMPION: champion} if champion else {})}
     metrics = gate_metrics(client, name, cands, cfg, evaluate)
     decision = evaluate_gate(cfg.thresholds, metrics[CHALLENGER], metrics.get(CHAMPION))
-    base = Outcome(name, "dry-run", decision.passed, challenger.version,
-                   champion.version if champion else None, decision=decision)
+    base = Outcome(name, "dry-run", decision.passed, str(challenger.version),
+                   str(champion.version) if champion else None, decision=decision)
     if dry_run:
         base.messages.append("dry run: nothing changed")
         return base
@@ -114,36 +114,36 @@ def apply_decision(client, name, cfg: RegistryConfig, challenger, champion, metr
     """Under the lease: compare-and-set on the aliases, then promote or refuse and record it."""
     now_chal = versions.alias_version(client, name, CHALLENGER)
     now_champ = versions.alias_version(client, name, CHAMPION)
-    old_champ = champion.version if champion else None
-    if (now_chal is None or now_chal.version != challenger.version
-            or (now_champ.version if now_champ else None) != old_champ):
+    old_champ = str(champion.version) if champion else None
+    if (now_chal is None or str(now_chal.version) != str(challenger.version)
+            or (str(now_champ.version) if now_champ else None) != old_champ):
         reason = (f"aliases moved while this promote ran (champion now "
-                  f"{'v' + now_champ.version if now_champ else 'unset'}); nothing changed, rerun promote")
-        audit.record_event(client, name, {"event": "conflict", "challenger": challenger.version,
+                  f"{'v' + str(now_champ.version) if now_champ else 'unset'}); nothing changed, rerun promote")
+        audit.record_event(client, name, {"event": "conflict", "challenger": str(challenger.version),
                                           "champion": old_champ, "reason": reason})
-        return Outcome(name, "conflict", False, challenger.version, now_champ.version if now_champ else None,
+        return Outcome(name, "conflict", False, str(challenger.version), str(now_champ.version) if now_champ else None,
                        decision=decision, messages=[f"refused: {reason}"])
-    record = {"challenger": challenger.version, "champion": old_champ, "metrics": metrics,
+    record = {"challenger": str(challenger.version), "champion": old_champ, "metrics": metrics,
               "thresholds": {k: vars(t) for k, t in cfg.thresholds.items()}}
     if not decision.passed:
-        versions.set_tags(client, name, challenger.version, {
+        versions.set_tags(client, name, str(challenger.version), {
             "rejected_reason": decision.reason, "promote.decision": "refused",
             "promote.at": audit.record_event(client, name, {"event": "refuse", **record,
                                                              "reason": decision.reason})["time"]})
-        return Outcome(name, "refuse", False, challenger.version, old_champ, decision=decision,
+        return Outcome(name, "refuse", False, str(challenger.version), old_champ, decision=decision,
                        messages=[f"refused: {name} v{challenger.version} stays {CHALLENGER}: {decision.reason}"])
     if champion is not None:
-        client.set_registered_model_alias(name, PREVIOUS, champion.version)
-    client.set_registered_model_alias(name, CHAMPION, challenger.version)
+        client.set_registered_model_alias(name, PREVIOUS, str(champion.version))
+    client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
     client.delete_registered_model_alias(name, CHALLENGER)
     event = audit.record_event(client, name, {"event": "promote", **record, "previous": old_champ,
-                                              "champion": challenger.version, "decision": "passed"})
-    versions.set_tags(client, name, challenger.version, {
+                                              "champion": str(challenger.version), "decision": "passed"})
+    versions.set_tags(client, name, str(challenger.version), {
         "promote.decision": "passed", "promote.at": event["time"], "promote.by": event["user"],
         "promote.audit": json.dumps(event, sort_keys=True, default=str)[:audit.MAX_VALUE]})
     msg = f"promoted {name} v{challenger.version} to {CHAMPION}" + (
         f"; v{old_champ} is now {PREVIOUS}" if old_champ else "")
-    return Outcome(name, "promote", True, challenger.version, challenger.version, old_champ,
+    return Outcome(name, "promote", True, str(challenger.version), str(challenger.version), old_champ,
                    decision=decision, messages=[msg])
 
 
@@ -156,17 +156,17 @@ def rollback(name: str, cfg: RegistryConfig, tracking_cfg: TrackingConfig) -> Ou
         if previous is None:
             raise UserError(f"{name!r} has no {PREVIOUS} alias: nothing to roll back to")
         champion = versions.alias_version(client, name, CHAMPION)
-        client.set_registered_model_alias(name, CHAMPION, previous.version)
+        client.set_registered_model_alias(name, CHAMPION, str(previous.version))
         if champion is not None:
-            client.set_registered_model_alias(name, PREVIOUS, champion.version)
-        event = audit.record_event(client, name, {"event": "rollback", "champion": previous.version,
-                                                  "previous": champion.version if champion else None})
+            client.set_registered_model_alias(name, PREVIOUS, str(champion.version))
+        event = audit.record_event(client, name, {"event": "rollback", "champion": str(previous.version),
+                                                  "previous": str(champion.version) if champion else None})
         for v, tag in ((previous.version, "restored"), (champion.version if champion else None, "demoted")):
             if v is not None:
                 versions.set_tags(client, name, v, {"rollback.at": event["time"], "rollback.role": tag,
                                                     "rollback.by": event["user"]})
-    old = champion.version if champion else None
-    return Outcome(name, "rollback", True, None, previous.version, old,
+    old = str(champion.version) if champion else None
+    return Outcome(name, "rollback", True, None, str(previous.version), old,
                    messages=[f"rolled back {name}: v{previous.version} is {CHAMPION} again"
                              + (f", v{old} is {PREVIOUS}" if old else "")])
 

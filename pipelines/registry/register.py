@@ -68,8 +68,8 @@ def register_run(run_id: str, name: str, tracking_cfg: TrackingConfig,
         bundle = resolve_bundle(local)  # a malformed bundle fails here, before anything registers
         version = packaging.log_model_in_run(client, run_id, Path(local), name, serving_config or {})
     tags = lineage_tags(run, bundle.meta)
-    versions.set_tags(client, name, version.version, tags)
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    audit.record_event(client, name, {"event": "register", "challenger": version.version,
+    versions.set_tags(client, name, str(version.version), tags)
+    client.set_registered_model_alias(name, CHALLENGER, str(version.version))
+    audit.record_event(client, name, {"event": "register", "challenger": str(version.version),
                                       "run_id": run_id})
     return Registered(name, str(version.version), run_id, tags)
