@@ -182,6 +182,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dub(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.data.storage import Storage
+    from pipelines.dub.batch import BatchSummary, run_dub
+
+    st = _settings(args)
+    changes = {k: v for k, v in (("length_mode", args.length_mode), ("device", args.device)) if v}
+    if args.face:
+        try:
+            x, y = (float(v) for v in args.face.split(","))
+        except ValueError:
+            raise UserError(f"--face {args.face!r}: expected x,y in source pixels, e.g. --face 640,300") from None
+        changes["face"] = (x, y)
+    if args.debug_video:
+        changes["debug_video"] = True
+    result = run_dub(args.model, dataclasses.replace(st.dub, **changes), st.preprocess, video=args.video,
+                     audio=args.audio, out=args.out, batch=args.batch, storage=Storage(st.storage),
+                     report=args.report, progress=not args.no_progress)
+    if isinstance(result, BatchSummary):
+        print(result.render())
+        return 1 if result.failed else 0
+    sync = result.sync
+    print(f"Dubbed {result.video} with {result.audio} -> {result.out}: {result.frames} frames at "
+          f"{result.fps:g} fps, {result.width}x{result.height}, length mode {result.length_mode}; "
+          f"{result.dubbed_frames} frames dubbed, passed through {result.passed_through or 'none'}; "
+          f"LSE-D {sync.get('lse_d')}, LSE-C {sync.get('lse_c')}; "
+          f"{result.timings.get('fps_end_to_end', 0):.2f} frames/s. Report: {args.report or result.report_path}"
+          + (f"; debug video: {result.debug_video}" if result.debug_video else ""))
+    return 0
+
+
 def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -226,6 +258,21 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="Ray workers on GPUs (default: when the cluster has them)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+
+    p = verb("dub", cmd_dub, "lip-sync a video to new speech (mp4 at the input's size and frame rate)")
+    p.add_argument("--video", help="input video (any resolution, fps, rotation)")
+    p.add_argument("--audio", help="new speech: wav/mp3/m4a/flac, or a video whose audio track to use")
+    p.add_argument("--model", required=True, metavar="URI",
+                   help="bundle folder, exported iptalker .pt, or models:/NAME@alias")
+    p.add_argument("--out", help="output mp4")
+    p.add_argument("--length-mode", choices=("bounce", "loop", "freeze", "cut-audio"), default=None,
+                   help="audio longer than the video (default: dub.length_mode, bounce)")
+    p.add_argument("--face", default=None, metavar="X,Y", help="dub the face nearest to this source pixel")
+    p.add_argument("--debug-video", action="store_true", help="also write <out>.debug.mp4 (source | dubbed)")
+    p.add_argument("--report", default=None, metavar="PATH", help="also write the quality report JSON here")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
+    p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--run-dir", default=None, help="training run folder (its checkpoints/ inside)")

@@ -24,6 +24,7 @@ from iptalker_model.config import ModelConfig
 from iptalker_model.losses import LossConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
+from pipelines.dub.config import DubConfig
 from pipelines.errors import UserError
 from pipelines.registry.config import RegistryConfig
 from pipelines.tracking import TrackingConfig
@@ -57,6 +58,7 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    dub: DubConfig = field(default_factory=DubConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
