@@ -21,7 +21,8 @@ GATE = {"self.mouth_psnr": {"greater_is_better": True, "min_value": 5.0, "min_ab
 
 def write_config(path: Path, tracking_uri: str) -> Path:
     path.write_text(yaml.safe_dump({"tracking": {"tracking_uri": tracking_uri},
-                                    "registry": {"thresholds": GATE, "lease_wait_seconds": 30.0}}))
+                                    "registry": {"thresholds": GATE, "lease_wait_seconds": 30.0},
+                                    "dub": {"identity_samples": 2}}))
     return path
 
 
@@ -29,7 +30,20 @@ def cli(config: Path, *args: str) -> int:
     return main(["--config", str(config), *args])
 
 
-def run_flow(tmp: Path, tracking_uri: str, models: dict, eval_set: str, capsys, name: str) -> dict:
+def dub_with_champion(name: str, media: dict, out_dir: Path):
+    """``models:/NAME@champion`` as a pyfunc: one real clip and one unreadable video, one call."""
+    import mlflow
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    rows = pd.DataFrame({"video": [str(media["video"]), str(out_dir / "missing.mp4")],
+                         "audio": [str(media["audio"])] * 2,
+                         "out": [str(out_dir / "dubbed.mp4"), str(out_dir / "never.mp4")]})
+    return model.predict(rows)
+
+
+def run_flow(tmp: Path, tracking_uri: str, models: dict, eval_set: str, capsys, name: str,
+             media: dict | None = None) -> dict:
     """worse -> champion (first promotion: floors only); better -> champion (improves); worse
     again -> refused; rollback; history. Returns the client-side facts the caller asserts on."""
     config = write_config(tmp / "registry.yaml", tracking_uri)
@@ -55,6 +69,7 @@ def run_flow(tmp: Path, tracking_uri: str, models: dict, eval_set: str, capsys, 
     model, syncnet = bundle.load_models()
     cfg = tiny_models.tiny_config()
     loaded_psnr = tiny_models.mouth_psnr(model, tiny_models.held_out(cfg), cfg)
+    dubbed = dub_with_champion(name, media, tmp) if media else None
 
     assert cli(config, "register", "--run", run_worse, "--name", name) == 0  # v3 = worse again
     capsys.readouterr()
@@ -71,7 +86,7 @@ def run_flow(tmp: Path, tracking_uri: str, models: dict, eval_set: str, capsys, 
     return {"champion": champion, "previous": previous, "bundle": bundle, "syncnet": syncnet,
             "loaded_psnr": loaded_psnr, "better": better, "worse": worse, "refused": refused,
             "refusal": refusal, "v3": v3, "after_refusal": after_refusal, "rolled": rolled,
-            "events": events, "history_text": audit.render_history(events), "client": client}
+            "events": events, "dubbed": dubbed, "history_text": audit.render_history(events), "client": client}
 
 
 def check_flow(facts: dict) -> None:
@@ -82,6 +97,10 @@ def check_flow(facts: dict) -> None:
     assert facts["champion"].tags["promote.decision"] == "passed"
     assert abs(facts["loaded_psnr"] - better.mouth_psnr) < 1e-4
     assert facts["bundle"].meta["whisper"]["random_init"] and facts["syncnet"] is not None
+    if facts["dubbed"] is not None:
+        ok, bad = facts["dubbed"].to_dict("records")
+        assert ok["status"] == "ok" and Path(ok["out"]).stat().st_size > 0, ok
+        assert bad["status"] == "rejected" and "missing.mp4" in bad["reason"], bad
     # the worse model is refused against the champion, with MLflow's reason, one line, exit 1
     assert facts["refused"] == 1 and facts["after_refusal"] == "2"
     reason = facts["v3"].tags["rejected_reason"]

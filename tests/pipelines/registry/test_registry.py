@@ -27,14 +27,28 @@ def tiny(tmp_path_factory):
     return tiny_models.make_models(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """A 1 s synthetic talking head and another sentence of speech to dub it with."""
+    from preprocessing.encode import write_wav
+    from preprocessing.synthetic.clip import plan_clip, write_plan
+    from preprocessing.synthetic.speech import SAMPLE_RATE, espeak
+
+    root = tmp_path_factory.mktemp("registry-media")
+    video = write_plan(plan_clip(5, seconds=1.0, size=(320, 240), fps=25.0, identity=0, face_frac=0.5),
+                       root / "talk.mp4")
+    write_wav(root / "speech.wav", espeak("Open the window.", "en-us", 220), SAMPLE_RATE)
+    return {"video": video, "audio": root / "speech.wav"}
+
+
 def sqlite_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def test_register_promote_refuse_rollback_history_on_sqlite(tiny, tmp_path, monkeypatch, capsys):
+def test_register_promote_refuse_rollback_history_on_sqlite(tiny, media, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the sqlite store's default artifact root is ./mlruns
     models, eval_set = tiny
-    check_flow(run_flow(tmp_path, sqlite_uri(tmp_path), models, eval_set, capsys, "dubber"))
+    check_flow(run_flow(tmp_path, sqlite_uri(tmp_path), models, eval_set, capsys, "dubber", media))
 
 
 def test_gate_uses_mlflow_thresholds_floors_only_without_champion():
