@@ -8,6 +8,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -113,10 +114,21 @@ def _train_summary(summary: dict) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _settings(args)
+    source = args.run_dir or args.checkpoint
+    if not source:
+        raise UserError("pass --run-dir RUN_DIR (or --checkpoint DIR)")
+    if args.bundle:
+        from pipelines.train.bundle_export import export_bundle
+
+        done = export_bundle(source, args.out, tag=args.tag)
+        logged = (f"; logged as artifact bundle/ of MLflow run {done.run_id}" if done.logged
+                  else "; not logged (the run was not tracked)")
+        print(f"wrote model bundle {done.path}{logged}")
+        return 0
     from pipelines.train.export import export_checkpoint
 
-    _settings(args)
-    out = export_checkpoint(args.checkpoint, args.out, tag=args.tag)
+    out = export_checkpoint(source, args.out, tag=args.tag)
     print(f"exported fp32 weights + model config to {out}")
     return 0
 
@@ -131,6 +143,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
     report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
     print(report.render())
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.registry.register import register_run
+
+    st = _settings(args)
+    serving = {k: dataclasses.asdict(getattr(st, k)) for k in ("dub", "preprocess") if hasattr(st, k)}
+    print(register_run(args.run, args.name or st.registry.model_name, st.tracking, serving).render())
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipelines.registry.promotion import evaluator, promote
+
+    st = _settings(args)
+    evaluate = evaluator(st.registry.eval_data, getattr(st, "evaluate", None), st.storage,
+                         st.tracking, st.registry.eval_out_dir)
+    outcome = promote(args.name or st.registry.model_name, st.registry, st.tracking,
+                      dry_run=args.dry_run, evaluate=evaluate)
+    print(outcome.render(), file=sys.stdout if outcome.passed or args.dry_run else sys.stderr)
+    return 0 if outcome.passed or args.dry_run else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pipelines.registry.promotion import rollback
+
+    st = _settings(args)
+    print(rollback(args.name or st.registry.model_name, st.registry, st.tracking).render())
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from pipelines.registry.audit import render_history
+    from pipelines.registry.promotion import registry_history
+
+    st = _settings(args)
+    events = registry_history(args.name or st.registry.model_name, st.tracking)
+    print(json.dumps(events, indent=1) if args.json else render_history(events))
     return 0
 
 
@@ -249,9 +302,26 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (a run's checkpoints/<stage>)")
-    p.add_argument("--out", required=True, help="output .pt file (weights + model config)")
+    p.add_argument("--run-dir", default=None, help="training run folder (its checkpoints/ inside)")
+    p.add_argument("--checkpoint", default=None, help="or a checkpoint folder (a run's checkpoints/<stage>)")
+    p.add_argument("--out", required=True, help="output .pt file, or the bundle folder with --bundle")
     p.add_argument("--tag", default=None, help="checkpoint tag (default: latest)")
+    p.add_argument("--bundle", action="store_true",
+                   help="write the model bundle (weights + SyncNet + Whisper identity + lineage) "
+                        "and log it to the run's MLflow run as bundle/")
+
+    p = verb("register", cmd_register, "register a run's bundle as a model version (alias challenger)")
+    p.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run holding a bundle/ artifact")
+    p.add_argument("--name", default=None, help="registered model name (default: registry.model_name)")
+    p = verb("promote", cmd_promote, "gate challenger vs champion; promote it when it passes")
+    p.add_argument("--name", default=None, help="registered model name (default: registry.model_name)")
+    p.add_argument("--dry-run", action="store_true", help="print the decision table, change nothing")
+    p = verb("rollback", cmd_rollback, "make the previous champion the champion again")
+    p.add_argument("--name", default=None, help="registered model name (default: registry.model_name)")
+    p = verb("registry", cmd_registry, "registry queries: `registry history NAME`")
+    p.add_argument("query", choices=("history",))
+    p.add_argument("name", nargs="?", default=None, help="registered model name (default: registry.model_name)")
+    p.add_argument("--json", action="store_true", help="print the events as JSON")
     return verbs
 
 

@@ -26,6 +26,7 @@ from pipelines.data.storage import StorageConfig
 from pipelines.dub.config import DubConfig
 from pipelines.errors import UserError
 from pipelines.evaluate.config import EvaluateConfig
+from pipelines.registry.config import RegistryConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train.config import TrainConfig
 from preprocessing.config import PreprocessConfig
@@ -57,6 +58,7 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     dub: DubConfig = field(default_factory=DubConfig)
 
 

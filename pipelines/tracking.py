@@ -52,6 +52,13 @@ def _mlflow(cfg: TrackingConfig):
     return mlflow
 
 
+def client(cfg: TrackingConfig):
+    """An ``MlflowClient`` on ``cfg``'s store (also the registry: same URI)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(_mlflow(cfg).get_tracking_uri())
+
+
 def experiment_id(cfg: TrackingConfig) -> str:
     """Get or create the experiment (with ``artifact_location`` when set)."""
     mlflow = _mlflow(cfg)
