@@ -227,6 +227,18 @@ def cmd_dub(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orchestration.submit import REPO_ROOT, submit
+
+    _settings(args)
+    verb_args = [a for a in args.verb_args if a != "--"] if args.verb_args[:1] == ["--"] else args.verb_args
+    env = dict(kv.split("=", 1) for kv in args.env)
+    result = submit(args.address, verb_args, working_dir=None if args.no_upload else REPO_ROOT,
+                    env=env, follow=not args.no_follow)
+    print(f"job {result.job_id}: {result.status} (logs: ray job logs --address {result.address} {result.job_id})")
+    return 0 if result.status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
+
+
 def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -300,6 +312,17 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
     p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
+
+    p = verb("submit", cmd_submit, "run an iptalker verb as a Ray job on a cluster and follow its logs")
+    p.add_argument("--address", required=True,
+                   help="the cluster's job API, e.g. http://head:8265 (RAY_AUTH_TOKEN from the environment)")
+    p.add_argument("--no-follow", action="store_true", help="return once submitted")
+    p.add_argument("--no-upload", action="store_true",
+                   help="do not upload this checkout as working_dir (the cluster image has the code)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="non-secret environment for the job (credentials are refused)")
+    p.add_argument("verb_args", nargs=argparse.REMAINDER, metavar="-- VERB ARGS",
+                   help="the iptalker command to run there, e.g. -- curate --input s3://... --output s3://...")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--run-dir", default=None, help="training run folder (its checkpoints/ inside)")
