@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,15 @@ def _settings(args: argparse.Namespace):
     files = list(args.config_main) + list(getattr(args, "config_sub", []))
     overrides = list(args.set_main) + list(getattr(args, "set_sub", []))
     return load_settings(files, overrides)
+
+
+def _registry_store(st, model_uri: str) -> None:
+    """``models:/NAME@alias`` resolves against the configured tracking store (unless the
+    environment names one)."""
+    if model_uri.startswith("models:/") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        import mlflow
+
+        mlflow.set_tracking_uri(st.tracking.resolved_uri())
 
 
 # -- verbs -----------------------------------------------------------------------------------
@@ -141,6 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     st = _settings(args)
     cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
+    _registry_store(st, args.model)
     report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
     print(report.render())
     return 0
@@ -189,9 +200,28 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo import run_demo
+    from orchestration.pipeline import StageFailed
 
-    paths = run_demo(_settings(args), args.out, videos=args.videos, seed=args.seed, steps=args.steps)
-    print("Demo finished. Wrote: " + "; ".join(f"{k}: {v}" for k, v in paths.items()))
+    try:
+        run_demo(_settings(args), args.workdir, videos=args.videos, seed=args.seed, redo_from=args.from_stage)
+    except StageFailed as e:
+        print(f"iptalker demo: stopped: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from orchestration.pipeline import StageFailed, run_pipeline
+
+    st = _settings(args)
+    cfg = dataclasses.replace(st.pipeline, workdir=args.workdir) if args.workdir else st.pipeline
+    try:
+        run_pipeline(st, cfg, redo_from=args.from_stage)
+    except StageFailed as e:
+        print(f"iptalker pipeline: stopped: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -211,6 +241,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         changes["face"] = (x, y)
     if args.debug_video:
         changes["debug_video"] = True
+    _registry_store(st, args.model)
     result = run_dub(args.model, dataclasses.replace(st.dub, **changes), st.preprocess, video=args.video,
                      audio=args.audio, out=args.out, batch=args.batch, storage=Storage(st.storage),
                      report=args.report, progress=not args.no_progress)
@@ -249,11 +280,17 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
         return p
 
     verb("version", cmd_version, "print the installed version")
-    p = verb("demo", cmd_demo, "the whole pipeline on a generated corpus, locally")
-    p.add_argument("--out", default="demo-out", help="folder for everything the demo writes")
-    p.add_argument("--videos", type=int, default=6)
+    p = verb("demo", cmd_demo, "the whole loop on a generated corpus, locally (resumable)")
+    p.add_argument("--workdir", "--out", dest="workdir", default="demo-out",
+                   help="folder for everything the demo writes (default ./demo-out)")
+    p.add_argument("--videos", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=30, help="optimizer steps per training stage")
+    p.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="redo this stage and every later one (synth, curate, train-syncnet, ...)")
+    p = verb("pipeline", cmd_pipeline, "the whole loop from pipeline.* settings (cluster, s3, remote MLflow)")
+    p.add_argument("--workdir", default=None, help="stage records and outputs (default: pipeline.workdir)")
+    p.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="redo this stage and every later one")
     verb("config", cmd_config, "print the resolved settings (credentials masked)")
     p = verb("synth", cmd_synth, "write synthetic talking-head videos (tests, demo)")
     p.add_argument("--out", required=True, help="output folder")

@@ -21,6 +21,7 @@ import yaml
 
 from iptalker_model.config import ModelConfig, build_dataclass
 from iptalker_model.losses import LossConfig
+from orchestration.pipeline import PipelineConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
 from pipelines.dub.config import DubConfig
@@ -60,6 +61,7 @@ class Settings:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     dub: DubConfig = field(default_factory=DubConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------
