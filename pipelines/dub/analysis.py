@@ -29,8 +29,8 @@ from preprocessing.faces import (
     concat_tracks,
     smooth_track,
 )
-from preprocessing.scenes import content_scores, is_cut
 from preprocessing.media import MediaInfo, iter_frames, prefetch
+from preprocessing.scenes import content_scores, is_cut
 
 PASS, DUB = "", "dub"
 
