@@ -95,8 +95,10 @@ def memory_worker(args) -> None:
     """One rank (under torchrun): build the trainer, run steps on a random batch, report peaks."""
     from iptalker_model.batch import random_batch
     from pipelines.train import engines
+    from pipelines.train.known_warnings import filter_known_warnings
     from pipelines.train.trainer import Trainer, TrainJob
 
+    filter_known_warnings()
     engines.init_distributed()
     base = rss_mb()
     trainer = Trainer(TrainJob.from_dict(json.loads(Path(args.job).read_text())))
@@ -132,6 +134,9 @@ def memory(args, data: str, tmp: str) -> list[dict]:
 
 
 def main() -> None:
+    from pipelines.train.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper" if torch.cuda.is_available() else "tiny")
     p.add_argument("--image-size", type=int, default=None)

@@ -393,6 +393,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.train.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     parser, verbs = build_parser()
     args = parser.parse_args(argv)
     if not args.verb:
