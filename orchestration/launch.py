@@ -67,11 +67,12 @@ def check_inputs(job: dict) -> None:
     rather than as a traceback on every rank."""
     from pipelines.data.loader import list_shards
     from pipelines.data.storage import Storage, StorageConfig
+    from pipelines.errors import UserError
 
     train = job["train"]
-    try:
-        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))))
-    except FileNotFoundError as e:
+    try:  # no shards, an empty train split, unreachable storage
+        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))), "train")
+    except (FileNotFoundError, UserError) as e:
         raise LaunchError(str(e)) from None
     expert = train.get("syncnet_checkpoint")
     if train["stage"] == "iptalker" and expert and "://" not in expert and not Path(expert).is_file():

@@ -9,7 +9,13 @@ import torch
 
 from iptalker_model.batch import check_batch
 from pipelines.data import shards as contract
-from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader, has_split, list_shards
+from pipelines.data.loader import (
+    WindowSpec,
+    build_train_loader,
+    build_val_loader,
+    has_split,
+    list_shards,
+)
 from pipelines.data.storage import Storage
 from pipelines.errors import UserError
 from tests.fixtures.corpus import write_corpus
