@@ -3,7 +3,7 @@
 Whatever the launcher, every rank runs the same code (``pipelines.train.worker``) on the same job:
 the launcher resolves the settings once and writes ``<out_dir>/resolved_config.json``, which the
 workers read (Ray ships the dict itself, since its workers may not share a disk with the driver).
-S3 credentials never go into that file; workers take them from the usual AWS environment.
+S3 credentials never go into that file nor into Ray's ``runtime_env``: workers take them from their own environment.
 
   local      one training process on this machine
   torchrun   N processes per node; one node (--standalone) or N nodes via c10d rendezvous at
@@ -67,11 +67,12 @@ def check_inputs(job: dict) -> None:
     rather than as a traceback on every rank."""
     from pipelines.data.loader import list_shards
     from pipelines.data.storage import Storage, StorageConfig
+    from pipelines.errors import UserError
 
     train = job["train"]
-    try:
-        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))))
-    except FileNotFoundError as e:
+    try:  # no shards, an empty train split, unreachable storage
+        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))), "train")
+    except (FileNotFoundError, UserError) as e:
         raise LaunchError(str(e)) from None
     expert = train.get("syncnet_checkpoint")
     if train["stage"] == "iptalker" and expert and "://" not in expert and not Path(expert).is_file():
@@ -133,6 +134,24 @@ def worker_env(extra: dict | None = None) -> dict:
     return env
 
 
+SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "SESSION", "AUTH")
+
+
+def is_secret(name: str) -> bool:
+    """Whether an environment variable holds (or may hold) a credential."""
+    return any(m in name.upper() for m in SECRET_MARKERS)
+
+
+def ray_env_vars(env: dict) -> dict:
+    """What Ray workers get through ``runtime_env``: DeepSpeed/torch settings, PYTHONPATH and the
+    non-secret AWS_*/MLFLOW_* settings (endpoint, region, tracking URI). Never a credential: Ray
+    shows a job's runtime env in its dashboard, job metadata and agent logs, so workers read
+    credentials from their own environment (on KubeRay: a Secret in the pod spec)."""
+    return {k: v for k, v in env.items()
+            if (k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH")
+            and not is_secret(k)}
+
+
 # ------------------------------------------------------------------ commands
 def torchrun_command(config_path: Path, nproc: int, nnodes: int = 1, master_addr: str = "127.0.0.1",
                      master_port: int = 29500, run_id: str = "iptalker") -> list[str]:
@@ -190,8 +209,7 @@ def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str |
 
     from pipelines.train.worker import ray_train_loop
 
-    env = {k: v for k, v in worker_env().items()
-           if k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH"}
+    env = ray_env_vars(worker_env())
     started = not ray.is_initialized()
     if started:
         kw = {"address": address} if address else {

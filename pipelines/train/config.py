@@ -55,7 +55,7 @@ class TrainConfig:
     val_every: int = 20
     sample_every: int = 20
     save_every: int = 20
-    resume: bool = False                # continue from <out_dir>/checkpoints/*/latest
+    resume: bool = False                # continue from the newest complete checkpoint
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

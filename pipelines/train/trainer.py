@@ -310,7 +310,7 @@ class Trainer:
                   file=sys.stderr, flush=True)
 
     def resume(self) -> None:
-        """Continue from ``latest``: weights, optimizer, LR schedule, step, data seed, run id."""
+        """Continue from the newest complete checkpoint: weights, optimizer, LR schedule, step, data seed, run id."""
         state = checkpointing.load(self.engines, self.cfg.out_dir, self.cfg.stage)
         if state is None:
             if self.is_main():
