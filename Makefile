@@ -47,7 +47,7 @@ $(FACEBANK): | $(STAMP)
 	  || echo "face bank not fetched: synthetic videos will show one person only"
 
 demo: setup
-	$(BIN)/iptalker demo --out demo-out
+	$(BIN)/iptalker demo --workdir demo-out --config configs/recipes/cpu-demo.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q tests
