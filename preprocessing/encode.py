@@ -227,3 +227,19 @@ def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
     """FLAC bytes -> ([N] float32 mono in [-1, 1], sample_rate); multichannel is averaged."""
     audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return audio.mean(axis=1).astype(np.float32), int(sr)
+
+
+def mux_audio(video_path: Path | str, audio_path: Path | str, out_path: Path | str, duration_s: float,
+              *, audio_codec: str = "aac", bitrate: str = "160k") -> None:
+    """Copy the video stream of `video_path` and add the first audio stream of `audio_path`, cut or
+    silence-padded to exactly `duration_s`, into an mp4 (faststart), atomically.
+
+    The audio is read by ffmpeg from the file itself (its own rate and channels, no 16 kHz round
+    trip) and never held in Python memory, whatever its length.
+    """
+    out_path = Path(out_path)
+    tmp = _temp_path(out_path)
+    args = ["-i", str(video_path), "-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0",
+            "-c:v", "copy", "-af", "apad", "-c:a", audio_codec, "-b:a", bitrate,
+            "-t", f"{duration_s:.6f}", "-movflags", "+faststart", "-f", "mp4"]
+    _run_ffmpeg(args, tmp, out_path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2  # noqa: F401  (must be imported before decord, see STACK-NOTES)
+import cv2  # noqa: F401  (before decord: with decord imported first, cv2.imread of a PNG fails)
 import decord
 import numpy as np
 
@@ -241,3 +241,39 @@ def prefetch(batches: Iterator, depth: int = 2) -> Iterator:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+class FrameReader:
+    """Random access to a video's frames on a constant-rate grid of `fps` (dubbing reads frames
+    in any order: ping-pong and loop timelines, reference frames).
+
+    Frame k is the source frame shown at time k / fps (`resample_indices`), so variable-frame-rate
+    inputs come out on a regular grid. Decoding is bounded by the indices asked for per call.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, max_side: int | None = None,
+                 num_threads: int = 0, info: MediaInfo | None = None):
+        self.path = Path(path)
+        info = info or probe(self.path)
+        if not info.has_video:
+            raise MediaError("no_video_stream", f"{self.path}: no video stream")
+        self._reader = _open_reader(self.path, info, max_side, num_threads)
+        n_src = len(self._reader)
+        if n_src == 0:
+            raise MediaError("unreadable", f"{self.path}: video stream has no frames")
+        stamps = self._reader.get_frame_timestamp(np.arange(n_src)).astype(np.float64)
+        self._src = resample_indices(stamps[:, 0], fps, float(stamps[-1, 1] - stamps[0, 0]))
+
+    def __len__(self) -> int:
+        return len(self._src)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at grid indices [B] (any order, repeats allowed) -> [B, H, W, 3] uint8 RGB."""
+        wanted = self._src[np.asarray(indices, np.int64)]
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        try:
+            decoded = self._reader.get_batch(unique.tolist()).asnumpy()  # [U, H, W, 3]
+        except (RuntimeError, decord.DECORDError) as exc:
+            raise MediaError("decode_failed", f"{self.path}: decoding failed near frame {unique[0]} "
+                                              f"({_decord_message(exc)})") from exc
+        return decoded if len(unique) == len(wanted) and (np.diff(wanted) > 0).all() else decoded[inverse]

@@ -72,11 +72,31 @@ def write_bundle(out_dir: str | Path, iptalker_weights: str | Path, syncnet_weig
     return out
 
 
+def whisper_identity(whisper_cfg: dict | None) -> dict:
+    """The encoder a dataset was featurised with, as a bundle records it (``dub`` compares it with
+    its own encoder): ``{"sha256", "random_init": False}`` of the checkpoint file, or
+    ``{"random_init": True, "model_name", "seed"}`` for the seeded random encoder (tests, demo).
+    ``{}`` when the dataset does not record its Whisper settings."""
+    from pipelines.data.shards import file_sha256
+
+    if not whisper_cfg:
+        return {}
+    ckpt = whisper_cfg.get("checkpoint")
+    if ckpt:
+        path = Path(str(ckpt).removeprefix("file://"))
+        if not path.is_file():
+            raise UserError(f"the dataset's Whisper checkpoint {ckpt!r} is not readable here; "
+                            "its sha256 identifies the encoder in the bundle")
+        return {"sha256": file_sha256(path), "random_init": False}
+    return {"random_init": True, "model_name": whisper_cfg.get("model_name", "tiny"),
+            "seed": whisper_cfg.get("seed", 0)}
+
+
 def _from_dir(root: Path) -> Bundle:
     meta_path = root / BUNDLE_JSON
     if not meta_path.is_file():
-        raise UserError(f"{root} is not a model bundle (no {BUNDLE_JSON}); export one with "
-                        "`iptalker register` or pass an exported iptalker .pt file")
+        raise UserError(f"{root} is not a model bundle (no {BUNDLE_JSON}); write one with "
+                        "`iptalker export --run-dir RUN --out DIR --bundle` or pass an exported .pt file")
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
@@ -85,11 +105,26 @@ def _from_dir(root: Path) -> Bundle:
 
 
 def _from_registry(uri: str, cache_dir: str | Path | None) -> Bundle:
-    import mlflow
+    """Download only the bundle folder of a registered pyfunc (never its Python code).
 
+    MLflow 3 stores a pyfunc artifact under ``artifacts/<source folder name>``, not under its key,
+    so the path comes from the model's ``MLmodel`` (``python_function.artifacts.bundle.path``).
+    """
+    import mlflow
+    import yaml
+
+    base = uri.rstrip("/")
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/") + "/artifacts/"
-                                                    + ARTIFACT_KEY, dst_path=cache_dir)
+        mlmodel = mlflow.artifacts.load_text(base + "/MLmodel")
+        artifacts = (yaml.safe_load(mlmodel).get("flavors", {}).get("python_function", {})
+                     .get("artifacts") or {})
+        if ARTIFACT_KEY not in artifacts:
+            raise UserError(f"model {uri!r} has no {ARTIFACT_KEY!r} artifact: it was not "
+                            "registered by `iptalker register`")
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{base}/{artifacts[ARTIFACT_KEY]['path']}", dst_path=cache_dir)
+    except UserError:
+        raise
     except Exception as e:  # unknown name/alias/version, unreachable server
         raise UserError(f"model {uri!r} does not resolve: {str(e).splitlines()[0]}") from None
     return _from_dir(Path(local))

@@ -132,7 +132,7 @@ def descendants(pid: int) -> list[int]:
 def test_sigkill_then_resume_continues_step_lr_and_run(corpus, tmp_path):
     s = settings(corpus, tmp_path, "syncnet", max_steps=60, save_every=5, val_every=60)
     config_path = write_job(resolve_job(s))
-    latest = tmp_path / "syncnet" / "checkpoints" / "model" / "latest"
+    latest = tmp_path / "syncnet" / "checkpoints" / "latest"  # advanced once a save is complete
     proc = subprocess.Popen(torchrun_command(config_path, nproc=2), env=worker_env(),
                             start_new_session=True)
     deadline = time.monotonic() + 300

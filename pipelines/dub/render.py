@@ -1,0 +1,130 @@
+"""Pass 2 of a dub: chunk by chunk, decode -> crop -> model -> paste -> encode (+ debug, metrics).
+
+The model is frame-wise given its references and audio window, and transforms were smoothed over
+the whole track in pass 1, so a chunk boundary changes nothing in the output (no seam to hide).
+The edges that could show are where a dubbed run meets passed-through frames: the paste fades in
+and out over ``fade_frames`` there, so a face that re-enters after a cut or a lost track blends in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipelines.dub.analysis import FaceAnalysis
+from pipelines.dub.config import DubConfig
+from pipelines.dub.paste import FacePaster
+from pipelines.dub.sink import EncoderSink
+from pipelines.dub.timeline import Timeline
+from preprocessing.align import transform_points, warp_to_crop
+from preprocessing.config import PreprocessConfig
+from preprocessing.media import FrameReader, prefetch
+
+
+def fade_weights(usable: np.ndarray, fade: int) -> np.ndarray:
+    """[N] paste weight per source frame: ramps 1/(fade+1) .. 1 away from passed-through frames."""
+    n = len(usable)
+    if fade <= 0 or usable.all():
+        return usable.astype(np.float32)
+    gaps = np.flatnonzero(~usable)
+    pos = np.arange(n)
+    nearest = np.searchsorted(gaps, pos)
+    left = np.where(nearest > 0, pos - gaps[np.maximum(nearest - 1, 0)], n)
+    right = np.where(nearest < len(gaps), gaps[np.minimum(nearest, len(gaps) - 1)] - pos, n)
+    dist = np.minimum(left, right)  # >= 1 on usable frames
+    return np.where(usable, np.minimum(1.0, dist / (fade + 1.0)), 0.0).astype(np.float32)
+
+
+def _chunks(reader: FrameReader, timeline: Timeline, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for o0 in range(0, timeline.n_frames, size):
+        out = np.arange(o0, min(o0 + size, timeline.n_frames))
+        yield out, reader.get(timeline.source[out])
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """H.264 yuv420p needs even sizes: replicate the last row/column of odd-sized frames."""
+    h, w = frame.shape[:2]
+    if h % 2 or w % 2:
+        frame = cv2.copyMakeBorder(frame, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    return frame
+
+
+def side_by_side(source: np.ndarray, output: np.ndarray, reason: str) -> np.ndarray:
+    """Debug frame: source | output at half size each; a passed-through frame is labelled with why."""
+    h, w = source.shape[:2]
+    size = (max(2, w // 4 * 2), max(2, h // 4 * 2))
+    pair = np.hstack([cv2.resize(source, size, interpolation=cv2.INTER_AREA),
+                      cv2.resize(output, size, interpolation=cv2.INTER_AREA)])
+    label = f"passed through: {reason}" if reason else "dubbed"
+    colour = (230, 60, 60) if reason else (60, 200, 60)
+    cv2.putText(pair, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return pair
+
+
+def _dub_chunk(frames, src, out_idx, analysis: FaceAnalysis, paster: FacePaster, generator, weights,
+               timings: dict) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Frames of one chunk with new mouths where usable: (output frames, generated crops or None)."""
+    t0 = time.perf_counter()
+    dub = np.flatnonzero(analysis.usable[src]) if generator is not None else np.zeros(0, int)
+    crops = np.stack([paster.crop(frames[i], analysis.affines[src[i]]) for i in dub]) if len(dub) else None
+    t1 = time.perf_counter()
+    generated = generator(crops, out_idx[dub]) if len(dub) else None
+    t2 = time.perf_counter()
+    outputs, gen_crops = list(frames), [None] * len(frames)
+    for j, i in enumerate(dub):
+        outputs[i] = paster.paste(frames[i], generated[j], crops[j], analysis.affines[src[i]], weights[src[i]])
+        gen_crops[i] = generated[j]
+    timings["paste"] += (t1 - t0) + (time.perf_counter() - t2)
+    timings["model"] += t2 - t1
+    return outputs, gen_crops
+
+
+def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
+           generator, cfg: DubConfig, out: Path, debug: Path | None, sync, ident, timings: dict,
+           preprocess: PreprocessConfig) -> None:
+    """Write the dubbed (silent) video to ``out`` and, when asked, the debug video to ``debug``."""
+    for key in ("decode", "model", "paste", "encode"):
+        timings.setdefault(key, 0.0)
+    weights = fade_weights(analysis.usable, cfg.fade_frames)
+    sinks = [EncoderSink(out, fps, crf=cfg.crf, preset=cfg.preset)]
+    if debug is not None:
+        sinks.append(EncoderSink(debug, fps, crf=23, preset=cfg.preset))
+    try:
+        t0 = time.perf_counter()
+        for out_idx, frames in prefetch(_chunks(reader, timeline, cfg.chunk_frames), preprocess.media.prefetch_batches):
+            timings["decode"] += time.perf_counter() - t0
+            src = timeline.source[out_idx]
+            outputs, gen_crops = _dub_chunk(frames, src, out_idx, analysis, paster, generator, weights, timings)
+            t1 = time.perf_counter()
+            if sync is not None:
+                sync.add(out_idx, gen_crops)
+            for i, o in enumerate(out_idx):
+                if gen_crops[i] is not None and ident.wants(int(o)):
+                    _sample_identity(ident, frames[i], outputs[i], analysis, int(src[i]), preprocess)
+            timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t1
+            t1 = time.perf_counter()
+            for i in range(len(frames)):
+                sinks[0].put(_even(outputs[i]))
+                if debug is not None:
+                    sinks[1].put(_even(side_by_side(frames[i], outputs[i], analysis.reasons[src[i]])))
+            timings["encode"] += time.perf_counter() - t1
+            t0 = time.perf_counter()
+        t1 = time.perf_counter()
+        for sink in sinks:
+            sink.close()
+        timings["encode"] += time.perf_counter() - t1
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+
+
+def _sample_identity(ident, source: np.ndarray, output: np.ndarray, analysis: FaceAnalysis, src: int,
+                     preprocess: PreprocessConfig) -> None:
+    size, affine = preprocess.align.size, analysis.affines[src]
+    landmarks = transform_points(analysis.landmarks[src], affine)
+    ident.add(warp_to_crop(source, affine, size), warp_to_crop(output, affine, size), landmarks)
