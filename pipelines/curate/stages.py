@@ -23,8 +23,10 @@ from pipelines.data import shards
 from pipelines.data.storage import Storage
 
 if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
+    from preprocessing.audio_features import WhisperFeatureExtractor
     from preprocessing.clip import Clip
-    from preprocessing.config import FilterConfig, PreprocessConfig
+    from preprocessing.clips import VideoOutcome
+    from preprocessing.config import FilterConfig, PreprocessConfig, WhisperConfig
     from preprocessing.filters import SyncFilter
 
 MESSAGE_CHARS = 300  # reject messages are one line, not a traceback
@@ -38,8 +40,8 @@ class Stages:
     whisper: ``(WhisperConfig) -> extractor`` with ``.dim`` and ``.batch(audios, n_frames_list)``.
     """
 
-    extract: Callable[..., Any] | None = None
-    whisper: Callable[..., Any] | None = None
+    extract: Callable[[Path, PreprocessConfig, str], VideoOutcome] | None = None
+    whisper: Callable[[WhisperConfig], WhisperFeatureExtractor] | None = None
 
     def resolved(self) -> Stages:
         """Fill defaults with the real primitives (imported lazily: only workers need them)."""
