@@ -44,6 +44,8 @@ def test_demo_runs_the_whole_loop_and_prints_the_summary(demo):
     for what in ("dataset:", "mlflow ui --backend-store-uri", "champion: models:/iptalker@champion",
                  "metrics against the baselines", "dubbed video:"):
         assert what in stdout, what
+    assert {p.parent.name for p in (work / "dataset" / "shards").glob("*/*.done.json")} == {"train", "val"}
+    assert (work / "dataset" / "report" / "index.html").is_file()
     records = sorted(p.name for p in (work / "stages").glob("*.json"))
     assert len(records) == 10 and records[-1].endswith("-dub.json")
 
