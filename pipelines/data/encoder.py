@@ -30,8 +30,8 @@ def whisper_identity(cfg: Any) -> dict[str, Any]:
         return encoder_identity(cfg)
     except EncoderConfigError as e:
         raise UserError(str(e)) from None
-    except (OSError, KeyError, RuntimeError, TypeError) as e:  # unreadable, or not an openai-whisper .pt
-        detail = str(e).splitlines()[0] if str(e) else ""
+    except Exception as e:  # noqa: BLE001 - unreadable, not a weights-only .pt, not openai-whisper's layout
+        detail = (str(e).splitlines() or [""])[0][:160]
         raise UserError(f"preprocess.whisper.checkpoint {cfg.checkpoint} could not be loaded as an "
                         f"openai-whisper .pt ({type(e).__name__}: {detail})") from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.train.engines import free_port
+from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 IPTALKER = str(Path(sys.executable).with_name("iptalker"))
 NO_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config",
@@ -40,14 +41,15 @@ def raw(tmp_path):
 
 
 def test_curate_without_credentials(raw, s3_endpoint):
-    r = run(["curate", "--input", raw, "--output", "s3://datasets/v1", "--no-progress"],
+    r = run(["curate", "--input", raw, "--output", "s3://datasets/v1", "--no-progress", "--set", ALLOW_RANDOM_SET],
             {"AWS_ENDPOINT_URL": s3_endpoint, **NO_CREDENTIALS})
     assert_one_line_exit_2(r, "iptalker curate: error: no S3 credentials", "AWS_ACCESS_KEY_ID")
 
 
 def test_curate_into_a_missing_bucket(raw, s3_endpoint):
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_ENDPOINT_URL": s3_endpoint}
-    r = run(["curate", "--input", raw, "--output", "s3://no-such-bucket/v1", "--no-progress"], creds)
+    r = run(["curate", "--input", raw, "--output", "s3://no-such-bucket/v1", "--no-progress", "--set", ALLOW_RANDOM_SET],
+            creds)
     assert_one_line_exit_2(r, "bucket 'no-such-bucket' does not exist")
 
 

@@ -90,8 +90,8 @@ def test_curation_keeps_the_secret_out_of_ray_the_dataset_and_the_output(secret_
     from pipelines.curate.config import CurateConfig
     from pipelines.curate.job import run_curation
     from pipelines.data.storage import StorageConfig
-    from preprocessing.config import PreprocessConfig
     from tests.fixtures import curate_standins as standins
+    from tests.fixtures.whisper import random_preprocess
 
     assert not ray.is_initialized()
     standins.write_corpus(tmp_path / "in", n_good=2)
@@ -101,7 +101,7 @@ def test_curation_keeps_the_secret_out_of_ray_the_dataset_and_the_output(secret_
     ray_tmp = f"/tmp/rt-cs{os.getpid()}"
     root = join(s3_bucket, "datasets/v1")
     try:
-        summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(num_workers=2), PreprocessConfig(),
+        summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(num_workers=2), random_preprocess(),
                                StorageConfig(), ray_temp_dir=ray_tmp, progress=False, stages=standins.stages())
         print(summary.render())
         ray_hits = files_containing(ray_tmp)

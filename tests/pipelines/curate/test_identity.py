@@ -114,10 +114,10 @@ def test_curation_with_cluster_identities(tmp_path):
 
     from pipelines.curate.job import run_curation
     from pipelines.data.storage import StorageConfig
-    from preprocessing.config import PreprocessConfig
     from preprocessing.synthetic.corpus import generate_corpus
     from preprocessing.synthetic.face import people
     from tests.fixtures import curate_standins as standins
+    from tests.fixtures.whisper import random_preprocess
 
     if len(people()) < 3:
         pytest.skip("face bank not fetched (make setup)")
@@ -132,7 +132,7 @@ def test_curation_with_cluster_identities(tmp_path):
         stages = standins.stages()
         stages.extract = None  # the real per-video stage and descriptors; a stand-in encoder only
         summary = run_curation([str(tmp_path / "in")], str(tmp_path / "ds"),
-                               CurateConfig(identity_source="cluster", val_fraction=0.3), PreprocessConfig(),
+                               CurateConfig(identity_source="cluster", val_fraction=0.3), random_preprocess(),
                                StorageConfig(), progress=False, stages=stages)
     finally:
         ray.shutdown()

@@ -26,7 +26,8 @@ GATE = {"self.mouth_psnr": {"greater_is_better": True, "min_value": 5.0, "min_ab
 def write_config(path: Path, tracking_uri: str) -> Path:
     path.write_text(yaml.safe_dump({"tracking": {"tracking_uri": tracking_uri},
                                     "registry": {"thresholds": GATE, "lease_wait_seconds": 30.0},
-                                    "dub": {"identity_samples": 2}}))
+                                    "dub": {"identity_samples": 2},
+                                    "preprocess": {"whisper": {"allow_random": True}}}))
     return path
 
 
