@@ -59,7 +59,7 @@ def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     champion = client.get_model_version_by_alias("iptalker", "champion")
     evaluation = json.loads((work / "stages" / "06-evaluate.json").read_text())["outputs"]["metrics"]
     for metric in ("self.mouth_psnr",):  # reconstruction: higher is better than every lazy answer
-        for base in ("copy_reference", "mean_references"):
+        for base in ("copy_reference", "mean_reference"):
             assert evaluation[metric] > evaluation[f"baseline.{base}.{metric}"], (metric, base, evaluation)
     assert champion.version
 
