@@ -4,16 +4,13 @@ a real ``mlflow server`` (the remote case), where a training run logs over HTTP.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipelines import tracking
 from pipelines.tracking import TrackingConfig
-from tests.conftest import free_port
-from tests.fixtures.servers import start_http_server
+from tests.fixtures.servers import start_mlflow_server
 
 
 def test_flatten_nested_config_to_mlflow_params():
@@ -64,15 +61,8 @@ def test_file_store_works_when_asked_for(tmp_path, monkeypatch):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on loopback (small footprint settings from STACK-NOTES)."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1",
-           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-           "--artifacts-destination", str(tmp_path / "server-artifacts")]
-    url = f"http://127.0.0.1:{port}"
-    proc = start_http_server(cmd, url + "/health", tmp_path / "server.log", env=env)
+    """A real ``mlflow server`` on loopback (small-footprint settings)."""
+    proc, url = start_mlflow_server(tmp_path)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
