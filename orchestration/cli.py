@@ -174,6 +174,19 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.data.storage import Storage
+    from pipelines.evaluate import run_evaluation
+
+    st = _settings(args)
+    cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
+    report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
+    print(report.render())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo import run_demo
 
@@ -273,6 +286,13 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
     p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
+    p = verb("evaluate", cmd_evaluate, "score a model beside its baselines on a frozen eval set (MLflow)")
+    p.add_argument("--model", required=True, metavar="URI",
+                   help="bundle folder, exported iptalker .pt (+ --set evaluate.syncnet=PATH) or models:/NAME@alias")
+    p.add_argument("--data", required=True, metavar="URI", help="curated dataset root (folder or s3://...)")
+    p.add_argument("--out", default="eval-out", help="folder for report.json, report.html, plots, evalset.json")
+    p.add_argument("--evalset", default=None, metavar="PATH",
+                   help="reuse this frozen eval-set manifest (default: freeze a new one in --out)")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--run-dir", default=None, help="training run folder (its checkpoints/ inside)")

@@ -26,6 +26,7 @@ from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
 from pipelines.dub.config import DubConfig
 from pipelines.errors import UserError
+from pipelines.evaluate.config import EvaluateConfig
 from pipelines.registry.config import RegistryConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train.config import TrainConfig
@@ -59,6 +60,7 @@ class Settings:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     dub: DubConfig = field(default_factory=DubConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 # -- loading ---------------------------------------------------------------------------------

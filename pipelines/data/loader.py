@@ -123,6 +123,17 @@ def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
     return whisper[idx]
 
 
+def reference_indices(n: int, start: int, t: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """K sorted reference frame indices of an n-frame clip, outside the window [start, start + t)."""
+    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
+    return np.sort(rng.choice(outside, size=k, replace=len(outside) < k))
+
+
+def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.ndarray:
+    """Whisper rows centred on each frame of [start, start + t): [t, 2 * (2c + 1), D], edge-clamped."""
+    return np.stack([_rows(whisper, f - context, 2 * context + 1) for f in range(start, start + t)])
+
+
 def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
@@ -135,14 +146,12 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     start = int(rng.integers(0, n - t + 1))
     far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
     off = int(rng.choice(far))
-    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
-    refs = rng.choice(outside, size=spec.references, replace=len(outside) < spec.references)
+    refs = reference_indices(n, start, t, spec.references, rng)
     wh = clip["whisper"]
-    audio = np.stack([_rows(wh, f - c, 2 * c + 1) for f in range(start, start + t)])
     return {
         "frames": _to_unit(clip["frames"][start:start + t]),
-        "references": _to_unit(clip["frames"][np.sort(refs)]),
-        "audio": torch.from_numpy(audio),
+        "references": _to_unit(clip["frames"][refs]),
+        "audio": torch.from_numpy(audio_windows(wh, start, t, c)),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
     }

@@ -1,0 +1,46 @@
+"""One MLflow run per evaluation: params, finite metrics, the report files, and input lineage.
+
+Lineage uses ``mlflow.log_input`` with two ``mlflow.data`` datasets: the curated dataset (digest =
+sha256 of its dataset.json, context ``dataset``) and the frozen eval set (digest = its version,
+context ``evalset``), so a registered model's metrics can be traced to the exact clips.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pipelines import tracking
+from pipelines.tracking import TrackingConfig
+
+
+def _meta_dataset(source_uri: str, name: str, digest: str):
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    return MetaDataset(source=resolve_dataset_source(source_uri), name=name, digest=digest[:36])
+
+
+def log_evaluation(report, es, lineage: dict, bundle, cfg, tracking_cfg: TrackingConfig, data_uri: str) -> str:
+    """Log ``report`` as a new run; returns its id. NaN/inf metrics are left out (MLflow compares
+    numbers; the JSON report keeps them)."""
+    import mlflow
+
+    run_id = tracking.start_run(tracking_cfg, tags={"iptalker.job": "evaluate",
+                                                    "evalset.version": es.version,
+                                                    "dataset.version": lineage.get("dataset.version", ""),
+                                                    "model.uri": report.model_uri})
+    try:
+        tracking.log_params({"evaluate": cfg.to_dict(), "model_uri": report.model_uri,
+                             "evalset.version": es.version, "evalset.clips": report.clips,
+                             "whisper": bundle.whisper or {"identity": "unknown"}, **lineage})
+        mlflow.log_metrics({k: v for k, v in report.metrics.items() if math.isfinite(v)})
+        mlflow.log_input(_meta_dataset(data_uri, "dataset", lineage.get("dataset.sha256", "missing")),
+                         context="dataset", tags={"version": lineage.get("dataset.version", "")})
+        mlflow.log_input(_meta_dataset(str(report.evalset_path.resolve()), f"evalset-{es.version}", es.version),
+                         context="evalset", tags={"version": es.version, "clips": str(report.clips)})
+        mlflow.log_artifacts(str(report.out_dir), artifact_path="evaluation")
+    except BaseException:
+        tracking.end_run("FAILED")
+        raise
+    tracking.end_run()
+    return run_id
