@@ -1,6 +1,7 @@
-"""The registry against a real ``mlflow server`` on 127.0.0.1 (the remote case: artifacts and
-aliases over HTTP, the lease and two racing promotes through the server), and the bundle a real
-DeepSpeed training run exports with ``iptalker export --bundle`` and registers from its run."""
+"""Slow registry end-to-end tests: the flow against a real ``mlflow server`` on 127.0.0.1 (the
+remote case: artifacts and aliases over HTTP, the lease and two racing promotes through the
+server); the bundle a real DeepSpeed training run exports with ``iptalker export --bundle`` and
+registers from its run; promote evaluating versions that have no metrics yet."""
 
 from __future__ import annotations
 
@@ -68,3 +69,39 @@ def test_export_bundle_from_a_deepspeed_run_and_register_it(mlflow_server, tmp_p
     # a syncnet-stage run has no bundle to export: one line, exit 2
     assert main(["--config", str(config), "export", "--run-dir", str(tmp_path / "nothing"),
                  "--out", str(tmp_path / "b2"), "--bundle"]) == 2
+
+
+def test_promote_evaluates_versions_without_metrics_on_one_frozen_eval_set(tiny, tmp_path, monkeypatch):  # noqa: F811
+    """Neither version carries metrics: promote runs ``pipelines.evaluate`` on ``registry.eval_data``
+    for each (the champion once, then only the challenger) and gates on the same eval set."""
+    import mlflow
+    import yaml
+
+    from tests.fixtures.corpus import write_corpus
+
+    monkeypatch.chdir(tmp_path)
+    models, _ = tiny
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = write_corpus(str(tmp_path / "ds"), videos=2, clips=1, frames=25, size=32, val_videos=1)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "tracking": {"tracking_uri": uri},
+        "registry": {"eval_data": data, "eval_out_dir": str(tmp_path / "evals"),
+                     "thresholds": {"self.mouth_psnr": {"greater_is_better": True, "min_value": 1.0},
+                                    "cross.lse_c": None, "cross.identity_distance": None}},
+        "evaluate": {"max_clips": 1, "max_frames": 25, "identity_every": 25, "side_by_side": 0}}))
+    mlflow.set_tracking_uri(uri)
+    client = tracking.client(TrackingConfig(tracking_uri=uri))
+    for version, model in enumerate((models[min(models)], models[max(models)]), start=1):
+        with mlflow.start_run() as run:  # a training run with a bundle and no evaluation
+            mlflow.log_artifacts(str(model.bundle), "bundle")
+        assert main(["--config", str(config), "register", "--run", run.info.run_id, "--name", "ev"]) == 0
+        assert "metric.self.mouth_psnr" not in client.get_model_version("ev", str(version)).tags
+        assert main(["--config", str(config), "promote", "--name", "ev"]) == 0
+    v1, v2 = (client.get_model_version("ev", v) for v in ("1", "2"))
+    assert v1.tags["eval_set.version"] == v2.tags["eval_set.version"]
+    assert float(v1.tags["metric.self.mouth_psnr"]) > 1.0 and float(v2.tags["metric.self.mouth_psnr"]) > 1.0
+    assert not any(k.startswith("metric.baseline.") for k in v1.tags)
+    # one evaluation per version: the champion's tagged metrics were reused at the second promote
+    assert sorted(p.parent.name for p in (tmp_path / "evals").glob("*/report.json")) == [
+        "models-ev-1", "models-ev-2"]
