@@ -38,6 +38,9 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        """A refusal is its one line; otherwise the decision table (if any) and what changed."""
+        if self.event in ("refuse", "conflict"):
+            return self.messages[-1]
         table = render_table(self.decision) + "\n" if self.decision else ""
         return table + "\n".join(self.messages)
 
