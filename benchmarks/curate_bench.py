@@ -27,7 +27,7 @@ from pathlib import Path
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.job import run_curation
 from pipelines.data.storage import StorageConfig
-from preprocessing.config import PreprocessConfig
+from preprocessing.config import PreprocessConfig, WhisperConfig
 from preprocessing.media import iter_frames
 from preprocessing.synthetic.corpus import generate_corpus
 
@@ -59,7 +59,7 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    pre = PreprocessConfig()
+    pre = PreprocessConfig(whisper=WhisperConfig(allow_random=True))  # same cost as real weights
     with tempfile.TemporaryDirectory(prefix="curbench-") as d:
         corpus = Path(d) / "in"
         paths = generate_corpus(corpus, args.videos, seed=3, n_identities=2, size=(1280, 720),

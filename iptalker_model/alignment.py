@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
+from .mask import lower_face_mask
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -107,10 +108,18 @@ class AlignmentModule(nn.Module):
         self.reference_tokens = nn.Conv2d(c_last, e, 1)
         self.source_tokens = nn.Conv2d(c_last, e, 1)
         self.avau = AudioVisualAlignmentUnit(cfg)
+        self.mouth_only = cfg.reference_region == "mouth"
+        if self.mouth_only:
+            self.register_buffer("mouth_window", lower_face_mask(cfg), persistent=False)  # [1, 1, S, S]
 
     def encode_references(self, references: torch.Tensor) -> list[torch.Tensor]:
-        """[N, K, 3, S, S] -> pyramid of [N*K, C_l, h_l, w_l] (computed once per clip, reused per frame)."""
-        return self.reference_encoder(references.flatten(0, 1))
+        """[N, K, 3, S, S] -> pyramid of [N*K, C_l, h_l, w_l] (computed once per clip, reused per frame).
+        With ``reference_region="mouth"`` the encoder sees only each reference's lower face (the
+        rest is grey), so its tokens describe the mouth, not the whole crop."""
+        x = references.flatten(0, 1)
+        if self.mouth_only:
+            x = x * self.mouth_window.to(x.dtype)
+        return self.reference_encoder(x)
 
     def forward(self, masked_source: torch.Tensor, ref_pyramid: list[torch.Tensor],
                 audio_window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,8 @@
 """Loss terms for IPTalker and their weights (``LossConfig``).
 
-Reconstruction (L1 + SSIM on the whole frame and on the mouth box), a warped-reference loss that
-teaches every reference's flow to land on the target inside the mask, flow smoothness, hinge GAN,
+Reconstruction (L1 + SSIM on the whole frame and on the mouth region located from landmarks), a
+confidence-weighted warped-reference loss at full resolution and at each coarse flow level, flow
+smoothness, hinge GAN,
 a sync loss from a frozen SyncNet, and a VGG-style perceptual loss whose pretrained weights are
 read from a path (never downloaded; without a path the term is skipped with a warning).
 """
@@ -17,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import _strict_from_dict
+from .config import build_dataclass
+from .warping import warp
 
 
 @dataclass
@@ -27,6 +29,7 @@ class LossConfig:
     mouth_l1_weight: float = 1.0
     mouth_ssim_weight: float = 0.2
     warp_weight: float = 0.5           # warped references vs target, inside the mask
+    pyramid_warp_weight: float = 0.25  # the same at each coarse flow level
     flow_smooth_weight: float = 0.01
     gan_weight: float = 0.01
     sync_weight: float = 0.03          # Wav2Lip's expert-sync weight
@@ -43,7 +46,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
-        return _strict_from_dict(cls, d)
+        return build_dataclass(cls, d)
 
 
 # --- reconstruction ---------------------------------------------------------------------------
@@ -55,8 +58,9 @@ def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> t
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
-    """Mean SSIM of [N, C, H, W] images in [-1, 1] (Gaussian window, sigma 1.5, valid region)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM of [N, C, H, W] images in [-1, 1] (Gaussian window, sigma 1.5, valid region);
+    with ``weight`` [N|1, 1, H, W] the mean is weighted (e.g. by the mouth region)."""
     a, b = (a.float() + 1) / 2, (b.float() + 1) / 2                   # to [0, 1], fp32 even in bf16
     c = a.shape[1]
     size = min(window, a.shape[-1], a.shape[-2])
@@ -67,7 +71,17 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
     cov = F.conv2d(a * b, w, groups=c) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.mean()
+    if weight is None:
+        return s.mean()
+    r = (size - 1) // 2                                               # valid conv: trim the border
+    wv = weight.float()[..., r:r + s.shape[-2], r:r + s.shape[-1]].expand(s.shape[0], 1, *s.shape[-2:])
+    return (s * wv).sum() / (wv.sum() * c).clamp_min(1e-6)
+
+
+def masked_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 of [N, C, H, W] images averaged over the pixels where weight [N|1, 1, H, W] is set."""
+    err = (a - b).abs() * weight
+    return err.sum() / (weight.expand(a.shape[0], 1, *a.shape[-2:]).sum() * a.shape[1]).clamp_min(1e-6)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -76,11 +90,31 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(4.0 / mse)).mean()
 
 
-def warp_loss(warped: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """L1 of every warped reference [N, K, 3, S, S] against target [N, 3, S, S] where hidden
-    [1, 1, S, S] is set: each flow must bring its own reference onto the target mouth."""
-    err = (warped - target[:, None]).abs() * hidden[:, None]
-    return err.sum() / (hidden.sum() * warped.shape[0] * warped.shape[1] * 3).clamp_min(1.0)
+def warp_loss(warped: torch.Tensor, masks: torch.Tensor, target: torch.Tensor,
+              hidden: torch.Tensor) -> torch.Tensor:
+    """L1 of warped references [N, K, 3, H, W] against target [N, 3, H, W] inside hidden
+    [1, 1, H, W], each reference's error weighted by its normalised confidence masks
+    [N, K, 1, H, W] (as the inpainting fuses them): only the references the model trusts are
+    pushed onto the target, and confidence flows to the reference that can reach it."""
+    weights = masks / (masks.sum(1, keepdim=True) + 1e-3)               # [N, K, 1, H, W]
+    err = (weights * (warped - target[:, None]).abs()).sum(1) * hidden   # [N, 3, H, W]
+    return err.sum() / (hidden.sum() * warped.shape[0] * 3).clamp_min(1.0)
+
+
+def pyramid_warp_loss(references: torch.Tensor, pyramid_flows: list[torch.Tensor], masks: torch.Tensor,
+                      target: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """``warp_loss`` at each coarse flow level, so every level of the coarse-to-fine flow is taught
+    directly: references [N, K, 3, S, S], flows [N, K, 2, h, h] (pixels at h), masks [N, K, 1, S, S],
+    target [N, 3, S, S], hidden [1, 1, S, S]. Images are area-downsampled to h."""
+    n, k = references.shape[:2]
+    total = 0.0
+    for flow in pyramid_flows:
+        h = flow.shape[-1]
+        down = functools.partial(F.interpolate, size=(h, h), mode="area")
+        refs = warp(down(references.flatten(0, 1)), flow.flatten(0, 1)).reshape(n, k, 3, h, h)
+        conf = down(masks.flatten(0, 1)).reshape(n, k, 1, h, h)
+        total = total + warp_loss(refs, conf, down(target), down(hidden))
+    return total / max(len(pyramid_flows), 1)
 
 
 def flow_smoothness(flows: torch.Tensor) -> torch.Tensor:

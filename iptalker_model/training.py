@@ -15,8 +15,17 @@ import torch.nn.functional as F
 
 from .batch import check_batch
 from .discriminator import hinge_d_loss, hinge_g_loss
-from .losses import LossConfig, flow_smoothness, load_perceptual, ssim, sync_loss, warp_loss
-from .mask import lower_face_mask, mask_source, mouth_box
+from .losses import (
+    LossConfig,
+    flow_smoothness,
+    load_perceptual,
+    masked_l1,
+    pyramid_warp_loss,
+    ssim,
+    sync_loss,
+    warp_loss,
+)
+from .mask import lower_face_mask, mask_source, mouth_region
 
 __all__ = ["lower_face_mask", "mask_source", "generator_losses", "discriminator_losses",
            "syncnet_losses"]
@@ -40,15 +49,17 @@ def generator_losses(model: nn.Module, discriminator: nn.Module | None, syncnet:
     frames = batch["frames"]                                           # [B, T, 3, S, S] in [-1, 1]
     output, aux = model(mask_source(frames, cfg), batch["references"], batch["audio"])
     out, target = output.flatten(0, 1), frames.flatten(0, 1)           # [B*T, 3, S, S]
-    rows, cols = mouth_box(cfg)
-    mouth_out, mouth_target = out[..., rows, cols], target[..., rows, cols]
+    mouth = mouth_region(batch["landmarks"], cfg).to(frames.dtype)     # [B*T, 1, S, S] lips box
     hidden = lower_face_mask(cfg, frames.device).to(frames.dtype)      # [1, 1, S, S]
+    t = frames.shape[1]
+    references = batch["references"].repeat_interleave(t, dim=0)       # [B*T, K, 3, S, S]
     losses = {
         "l1_loss": F.l1_loss(out, target),
         "ssim_loss": 1.0 - ssim(out, target),
-        "mouth_l1_loss": F.l1_loss(mouth_out, mouth_target),
-        "mouth_ssim_loss": 1.0 - ssim(mouth_out, mouth_target),
-        "warp_loss": warp_loss(aux["warped"], target, hidden),
+        "mouth_l1_loss": masked_l1(out, target, mouth),
+        "mouth_ssim_loss": 1.0 - ssim(out, target, weight=mouth),
+        "warp_loss": warp_loss(aux["warped"], aux["masks"], target, hidden),
+        "pyramid_warp_loss": pyramid_warp_loss(references, aux["pyramid_flows"], aux["masks"], target, hidden),
         "flow_smooth_loss": flow_smoothness(aux["flows"]),
     }
     if loss_cfg.perceptual_weight > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,15 @@ def _settings(args: argparse.Namespace):
     files = list(args.config_main) + list(getattr(args, "config_sub", []))
     overrides = list(args.set_main) + list(getattr(args, "set_sub", []))
     return load_settings(files, overrides)
+
+
+def _registry_store(st, model_uri: str) -> None:
+    """``models:/NAME@alias`` resolves against the configured tracking store (unless the
+    environment names one)."""
+    if model_uri.startswith("models:/") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        import mlflow
+
+        mlflow.set_tracking_uri(st.tracking.resolved_uri())
 
 
 # -- verbs -----------------------------------------------------------------------------------
@@ -62,7 +72,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     _settings(args)
     out = Path(args.out)
-    videos = generate_corpus(out, args.videos, seed=args.seed)
+    videos = generate_corpus(out, args.videos, seed=args.seed, n_identities=args.identities)
     bad = write_bad_inputs(out / "bad", seed=args.seed) if args.bad else {}
     print(f"wrote {len(videos)} talking-head videos under {out}"
           + (f" and {len(bad)} bad/edge inputs ({', '.join(BAD_KINDS + EDGE_KINDS)}) under {out / 'bad'}" if bad else ""))
@@ -75,8 +85,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
     st = _settings(args)
     summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
                            ray_address=args.address or st.ray.address, ray_temp_dir=st.ray.temp_dir,
-                           overwrite=args.overwrite,
-                           progress=not args.no_progress)
+                           overwrite=args.overwrite, retry=args.retry,
+                           progress=not args.no_progress, model=st.model)
     print(summary.render())
     return 1 if summary.failed_shard_writes else 0
 
@@ -133,6 +143,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.data.storage import Storage
+    from pipelines.evaluate import run_evaluation
+
+    st = _settings(args)
+    cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
+    _registry_store(st, args.model)
+    report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
+    print(report.render())
+    return 0
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -174,24 +198,30 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    import dataclasses
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+    from orchestration.pipeline import StageFailed
 
-    from pipelines.data.storage import Storage
-    from pipelines.evaluate import run_evaluation
-
-    st = _settings(args)
-    cfg = dataclasses.replace(st.evaluate, evalset=args.evalset) if args.evalset else st.evaluate
-    report = run_evaluation(args.model, args.data, cfg, Storage(st.storage), st.tracking, args.out)
-    print(report.render())
+    try:
+        run_demo(_settings(args), args.workdir, videos=args.videos, seed=args.seed, redo_from=args.from_stage)
+    except StageFailed as e:
+        print(f"iptalker demo: stopped: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.demo import run_demo
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    import dataclasses
 
-    paths = run_demo(_settings(args), args.out, videos=args.videos, seed=args.seed, steps=args.steps)
-    print("Demo finished. Wrote: " + "; ".join(f"{k}: {v}" for k, v in paths.items()))
+    from orchestration.pipeline import StageFailed, run_pipeline
+
+    st = _settings(args)
+    cfg = dataclasses.replace(st.pipeline, workdir=args.workdir) if args.workdir else st.pipeline
+    try:
+        run_pipeline(st, cfg, redo_from=args.from_stage)
+    except StageFailed as e:
+        print(f"iptalker pipeline: stopped: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -211,6 +241,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         changes["face"] = (x, y)
     if args.debug_video:
         changes["debug_video"] = True
+    _registry_store(st, args.model)
     result = run_dub(args.model, dataclasses.replace(st.dub, **changes), st.preprocess, video=args.video,
                      audio=args.audio, out=args.out, batch=args.batch, storage=Storage(st.storage),
                      report=args.report, progress=not args.no_progress)
@@ -227,6 +258,18 @@ def cmd_dub(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orchestration.submit import REPO_ROOT, submit
+
+    _settings(args)
+    verb_args = [a for a in args.verb_args if a != "--"] if args.verb_args[:1] == ["--"] else args.verb_args
+    env = dict(kv.split("=", 1) for kv in args.env)
+    result = submit(args.address, verb_args, working_dir=None if args.no_upload else REPO_ROOT,
+                    env=env, follow=not args.no_follow)
+    print(f"job {result.job_id}: {result.status} (logs: ray job logs --address {result.address} {result.job_id})")
+    return 0 if result.status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
+
+
 def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -237,17 +280,25 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
         return p
 
     verb("version", cmd_version, "print the installed version")
-    p = verb("demo", cmd_demo, "the whole pipeline on a generated corpus, locally")
-    p.add_argument("--out", default="demo-out", help="folder for everything the demo writes")
-    p.add_argument("--videos", type=int, default=6)
+    p = verb("demo", cmd_demo, "the whole loop on a generated corpus, locally (resumable)")
+    p.add_argument("--workdir", "--out", dest="workdir", default="demo-out",
+                   help="folder for everything the demo writes (default ./demo-out)")
+    p.add_argument("--videos", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=30, help="optimizer steps per training stage")
+    p.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="redo this stage and every later one (synth, curate, train-syncnet, ...)")
+    p = verb("pipeline", cmd_pipeline, "the whole loop from pipeline.* settings (cluster, s3, remote MLflow)")
+    p.add_argument("--workdir", default=None, help="stage records and outputs (default: pipeline.workdir)")
+    p.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="redo this stage and every later one")
     verb("config", cmd_config, "print the resolved settings (credentials masked)")
     p = verb("synth", cmd_synth, "write synthetic talking-head videos (tests, demo)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--videos", type=int, default=4, help="number of good videos")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bad", action="store_true", help="also write every bad/edge input kind")
+    p.add_argument("--identities", type=int, default=3,
+                   help="identities (folders); up to 8 are distinct real people with the face bank")
 
     p = verb("curate", cmd_curate, "curate raw videos into WebDataset shards + index + report (Ray)")
     p.add_argument("--input", nargs="+", required=True, metavar="URI",
@@ -255,6 +306,10 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--output", required=True, metavar="URI", help="dataset root (folder or s3://bucket/prefix)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: ray.address, else in-process)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    p.add_argument("--retry", type=lambda v: tuple(r for r in v.split(",") if r), default=(),
+                   metavar="REASON[,REASON...]",
+                   help="also redo inputs rejected for these final reasons (e.g. no_face); retryable "
+                        "ones (worker_crashed, timeout, whisper_failed, storage_error) are always redone")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = verb("train", cmd_train, "train SyncNet or IPTalker with DeepSpeed ZeRO")
@@ -272,6 +327,14 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
                    help="Ray workers on GPUs (default: when the cluster has them)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
 
+    p = verb("evaluate", cmd_evaluate, "score a model beside its baselines on a frozen eval set (MLflow)")
+    p.add_argument("--model", required=True, metavar="URI",
+                   help="bundle folder, exported iptalker .pt (+ --set evaluate.syncnet=PATH) or models:/NAME@alias")
+    p.add_argument("--data", required=True, metavar="URI", help="curated dataset root (folder or s3://...)")
+    p.add_argument("--out", default="eval-out", help="folder for report.json, report.html, plots, evalset.json")
+    p.add_argument("--evalset", default=None, metavar="PATH",
+                   help="reuse this frozen eval-set manifest (default: freeze a new one in --out)")
+
     p = verb("dub", cmd_dub, "lip-sync a video to new speech (mp4 at the input's size and frame rate)")
     p.add_argument("--video", help="input video (any resolution, fps, rotation)")
     p.add_argument("--audio", help="new speech: wav/mp3/m4a/flac, or a video whose audio track to use")
@@ -286,13 +349,17 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
     p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
-    p = verb("evaluate", cmd_evaluate, "score a model beside its baselines on a frozen eval set (MLflow)")
-    p.add_argument("--model", required=True, metavar="URI",
-                   help="bundle folder, exported iptalker .pt (+ --set evaluate.syncnet=PATH) or models:/NAME@alias")
-    p.add_argument("--data", required=True, metavar="URI", help="curated dataset root (folder or s3://...)")
-    p.add_argument("--out", default="eval-out", help="folder for report.json, report.html, plots, evalset.json")
-    p.add_argument("--evalset", default=None, metavar="PATH",
-                   help="reuse this frozen eval-set manifest (default: freeze a new one in --out)")
+
+    p = verb("submit", cmd_submit, "run an iptalker verb as a Ray job on a cluster and follow its logs")
+    p.add_argument("--address", required=True,
+                   help="the cluster's job API, e.g. http://head:8265 (RAY_AUTH_TOKEN from the environment)")
+    p.add_argument("--no-follow", action="store_true", help="return once submitted")
+    p.add_argument("--no-upload", action="store_true",
+                   help="do not upload this checkout as working_dir (the cluster image has the code)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="non-secret environment for the job (credentials are refused)")
+    p.add_argument("verb_args", nargs=argparse.REMAINDER, metavar="-- VERB ARGS",
+                   help="the iptalker command to run there, e.g. -- curate --input s3://... --output s3://...")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--run-dir", default=None, help="training run folder (its checkpoints/ inside)")
@@ -326,6 +393,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.train.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     parser, verbs = build_parser()
     args = parser.parse_args(argv)
     if not args.verb:

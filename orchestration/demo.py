@@ -1,82 +1,100 @@
-"""``iptalker demo``: the whole pipeline, locally, on a generated corpus.
+"""``iptalker demo``: the whole loop, locally, on a generated corpus, in one resumable command.
 
-Each step calls the same library function as its CLI verb, so the demo exercises what users run:
-synthetic talking heads -> curate (Ray in-process) -> train the SyncNet expert -> export it ->
-train IPTalker against the frozen expert -> export it. Evaluation, registry/promotion and dubbing
-are later issues; the demo lists them as still to come rather than faking them.
+synth (real faces of the face bank speaking espeak-ng sentences, plus every bad input kind) ->
+the pipeline's stages (``orchestration.pipeline``: curate with Ray in-process -> train SyncNet,
+then IPTalker with DeepSpeed on CPU -> bundle -> evaluate -> register -> promote through the
+gate) -> dub a held-out person's video with a new sentence. Everything lives under one workdir:
+sqlite MLflow, local folders. A rerun skips finished stages; ``--from STAGE`` redoes from one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-STILL_TO_COME = ("evaluate", "register", "promote", "dub")
+from orchestration.pipeline import LoopStages, PipelineConfig, summary_lines
+from orchestration.stages import Stage, StageRunner
 
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
 
-def run_demo(settings: Any, out_dir: str | Path, *, videos: int = 6, seed: int = 0,
-             steps: int = 30, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run every step that exists; returns the paths it wrote, keyed by step."""
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
-
-    def step(n: int, name: str, fn: Callable[[], str]) -> None:
-        t0 = time.monotonic()
-        log(f"[{n}/6] {name} ...")
-        paths[name] = fn()
-        log(f"[{n}/6] {name} done in {time.monotonic() - t0:.0f} s -> {paths[name]}")
-
-    step(1, "synth", lambda: _synth(out / "raw", videos, seed))
-    step(2, "curate", lambda: _curate(settings, out / "raw", out / "dataset"))
-    step(3, "train-syncnet", lambda: _train(settings, out, "syncnet", steps, ""))
-    step(4, "export-syncnet", lambda: _export(out / "runs" / "syncnet", out / "models" / "syncnet.pt"))
-    step(5, "train-iptalker", lambda: _train(settings, out, "iptalker", steps, paths["export-syncnet"]))
-    step(6, "export-iptalker", lambda: _export(out / "runs" / "iptalker", out / "models" / "iptalker.pt"))
-    log(f"still to come (later issues, not faked here): {', '.join(STILL_TO_COME)}")
-    return paths
+NEW_SENTENCE = ("Thank you very much for listening today, we will meet again soon.", "en-gb", 165)
 
 
-def _synth(raw: Path, videos: int, seed: int) -> str:
+def run_demo(settings: Settings, workdir: str | Path, *, videos: int = 8, seed: int = 0,
+             redo_from: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run the demo's stages that have no record yet; returns every stage's outputs."""
+    work = Path(workdir).resolve()
+    settings = _with_whisper(settings, log)
+    loop = LoopStages(settings, PipelineConfig(workdir=str(work), inputs=(str(work / "raw"),)), log)
+    stages = [Stage("synth", lambda o: _synth(work / "raw", videos, seed))]
+    stages += [Stage("curate", lambda o: loop.curate(o, [o["synth"]["raw"]]) if _pin_val(loop, o) else {})]
+    stages += [s for s in loop.stages() if s.name != "curate"]
+    stages += [Stage("dub", lambda o: loop.dub(*_held_out_and_new_speech(loop, o)))]
+    runner = StageRunner(work, stages, log)
+    if redo_from:
+        runner.redo_from(redo_from)
+    outputs = runner.run()
+    log("")
+    log("Demo finished.")
+    for line in summary_lines(outputs, loop.settings.tracking.tracking_uri):
+        log(line)
+    return outputs
+
+
+def _with_whisper(settings: Any, log: Callable[[str], None]) -> Any:
+    """The demo's encoder: the configured checkpoint, else the real tiny.en that `make setup`
+    converted into .cache/whisper/, else (setup could not fetch it) random init, said out loud."""
+    from preprocessing.whisper_weights import CHECKPOINT, FETCH_FAILED
+
+    whisper = settings.preprocess.whisper
+    if whisper.checkpoint or whisper.allow_random:
+        return settings
+    if CHECKPOINT.is_file():
+        whisper = dataclasses.replace(whisper, checkpoint=str(CHECKPOINT))
+        log(f"Whisper encoder: tiny.en converted by `make setup` ({CHECKPOINT})")
+    else:
+        whisper = dataclasses.replace(whisper, allow_random=True)
+        why = FETCH_FAILED.read_text().strip() if FETCH_FAILED.is_file() else "run `make setup`"
+        log(f"WARNING: no Whisper weights at {CHECKPOINT} ({why}): the demo uses a RANDOM-INIT encoder")
+    settings = dataclasses.replace(settings)
+    settings.preprocess = dataclasses.replace(settings.preprocess, whisper=whisper)
+    return settings
+
+
+def _synth(raw: Path, videos: int, seed: int) -> dict:
     from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
 
-    generate_corpus(raw, videos, seed=seed)
-    write_bad_inputs(raw / "bad", seed=seed)
-    return str(raw)
+    paths = generate_corpus(raw, videos, seed=seed, n_identities=max(2, videos // 2))
+    bad = write_bad_inputs(raw / "bad", seed=seed)
+    people = sorted({p.parent.name for p in paths})
+    return {"raw": str(raw), "videos": len(paths), "bad_inputs": len(bad), "identities": people}
 
 
-def _curate(settings: Any, raw: Path, dataset: Path) -> str:
-    from pipelines.curate.job import run_curation
-
-    curate = settings.curate
-    if not curate.val_identities:  # a hash split of 3 identities may leave val empty: pin one
-        curate = dataclasses.replace(curate, val_identities=("id01",))
-    summary = run_curation([str(raw)], str(dataset), curate, settings.preprocess,
-                           settings.storage, ray_address=settings.ray.address,
-                           ray_temp_dir=settings.ray.temp_dir)
-    print(summary.render())
-    if not summary.counts["clips"]:
-        raise RuntimeError("curation accepted no clips; nothing to train on")
-    return str(dataset)
+def _pin_val(loop: LoopStages, outputs: dict) -> bool:
+    """Hold the last person out (validation, evaluation and the final dub): a hash split of a few
+    identities may leave val empty."""
+    st = loop.settings
+    if not st.curate.val_identities:
+        st.curate = dataclasses.replace(st.curate, val_identities=(outputs["synth"]["identities"][-1],))
+    return True
 
 
-def _train(settings: Any, out: Path, stage: str, steps: int, syncnet: str) -> str:
-    from orchestration.launch import launch_training
+def _held_out_and_new_speech(loop: LoopStages, outputs: dict) -> tuple[str, str]:
+    """A video of the held-out person and a sentence none of the corpus videos says."""
+    import pandas as pd
 
-    settings = dataclasses.replace(settings)
-    settings.train = dataclasses.replace(
-        settings.train, data=str(out / "dataset"), stage=stage, out_dir=str(out / "runs" / stage),
-        max_steps=steps, syncnet_checkpoint=syncnet or settings.train.syncnet_checkpoint)
-    settings.tracking = dataclasses.replace(
-        settings.tracking, tracking_uri=settings.tracking.tracking_uri or f"sqlite:///{out / 'mlruns.db'}")
-    summary = launch_training(settings, launcher="local")
-    return f"{summary.get('out_dir')} (MLflow run {summary.get('mlflow_run_id')})"
+    from preprocessing.encode import write_wav
+    from preprocessing.synthetic.speech import SAMPLE_RATE, espeak
 
-
-def _export(run_dir: Path, out_path: Path) -> str:
-    from pipelines.train.export import export_checkpoint
-
-    return str(export_checkpoint(run_dir, out_path))
+    inputs = pd.read_parquet(Path(outputs["curate"]["dataset"]) / "index" / "inputs.parquet")
+    val = inputs[(inputs["split"] == "val") & (inputs["status"] == "accepted")]
+    if val.empty:
+        raise RuntimeError("the curated dataset has no accepted validation video to dub")
+    video = str(val.sort_values("uri")["uri"].iloc[0])
+    speech = loop.work / "dub" / "new_sentence.wav"
+    speech.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(speech, espeak(*NEW_SENTENCE), SAMPLE_RATE)
+    return video, str(speech)

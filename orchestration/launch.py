@@ -3,7 +3,7 @@
 Whatever the launcher, every rank runs the same code (``pipelines.train.worker``) on the same job:
 the launcher resolves the settings once and writes ``<out_dir>/resolved_config.json``, which the
 workers read (Ray ships the dict itself, since its workers may not share a disk with the driver).
-S3 credentials never go into that file; workers take them from the usual AWS environment.
+S3 credentials never go into that file nor into Ray's ``runtime_env``: workers take them from their own environment.
 
   local      one training process on this machine
   torchrun   N processes per node; one node (--standalone) or N nodes via c10d rendezvous at
@@ -67,16 +67,51 @@ def check_inputs(job: dict) -> None:
     rather than as a traceback on every rank."""
     from pipelines.data.loader import list_shards
     from pipelines.data.storage import Storage, StorageConfig
+    from pipelines.errors import UserError
 
     train = job["train"]
-    try:
-        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))))
-    except FileNotFoundError as e:
+    try:  # no shards, an empty train split, unreachable storage
+        list_shards(train["data"], Storage(StorageConfig(**job.get("storage", {}))), "train")
+    except (FileNotFoundError, UserError) as e:
         raise LaunchError(str(e)) from None
     expert = train.get("syncnet_checkpoint")
     if train["stage"] == "iptalker" and expert and "://" not in expert and not Path(expert).is_file():
         raise LaunchError(f"train.syncnet_checkpoint {expert} not found (export one with "
                           "`iptalker export` after `iptalker train --stage syncnet`)")
+    check_geometry(job)
+
+
+def check_geometry(job: dict) -> None:
+    """Refuse a model config whose lower-face mask or alignment template differs from the one the
+    dataset was curated for (``dataset.json["geometry"]``); older datasets without the record only
+    get a warning."""
+    from iptalker_model.config import ModelConfig
+    from pipelines.data.geometry import GEOMETRY_KEY, geometry_mismatch
+    from pipelines.data.shards import DATASET_JSON
+    from pipelines.data.storage import Storage, StorageConfig, join
+
+    data = job["train"]["data"]
+    uri = join(data.rstrip("/"), DATASET_JSON)
+    storage = Storage(StorageConfig(**job.get("storage", {})))
+    recorded = json.loads(storage.read_bytes(uri)).get(GEOMETRY_KEY) if storage.exists(uri) else None
+    if not recorded:
+        print(f"warning: {uri} records no crop/mask geometry (curated before it was recorded): the model's "
+              "lower-face mask cannot be checked against the crops", file=sys.stderr, flush=True)
+        return
+    why = geometry_mismatch(recorded, ModelConfig.from_dict(job["model"]))
+    if why:
+        raise LaunchError(f"model config does not match dataset {data}: {why}")
+
+
+def check_whisper(settings, job: dict) -> None:
+    """Refuse (UserError, one line) data curated with another Whisper encoder than the configured
+    ``preprocess.whisper``: the model would learn from features dubbing never produces."""
+    from pipelines.data.encoder import check_data_encoder
+    from pipelines.data.storage import Storage, StorageConfig
+    from preprocessing.config import WhisperConfig
+
+    cfg = WhisperConfig(**(_section(settings, "preprocess").get("whisper") or {}))
+    check_data_encoder(job["train"]["data"], cfg, Storage(StorageConfig(**job.get("storage", {}))))
 
 
 def write_job(job: dict) -> Path:
@@ -97,6 +132,24 @@ def worker_env(extra: dict | None = None) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
+
+
+SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "SESSION", "AUTH")
+
+
+def is_secret(name: str) -> bool:
+    """Whether an environment variable holds (or may hold) a credential."""
+    return any(m in name.upper() for m in SECRET_MARKERS)
+
+
+def ray_env_vars(env: dict) -> dict:
+    """What Ray workers get through ``runtime_env``: DeepSpeed/torch settings, PYTHONPATH and the
+    non-secret AWS_*/MLFLOW_* settings (endpoint, region, tracking URI). Never a credential: Ray
+    shows a job's runtime env in its dashboard, job metadata and agent logs, so workers read
+    credentials from their own environment (on KubeRay: a Secret in the pod spec)."""
+    return {k: v for k, v in env.items()
+            if (k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH")
+            and not is_secret(k)}
 
 
 # ------------------------------------------------------------------ commands
@@ -156,8 +209,7 @@ def launch_ray(job: dict, num_workers: int, use_gpu: bool | None, address: str |
 
     from pipelines.train.worker import ray_train_loop
 
-    env = {k: v for k, v in worker_env().items()
-           if k.startswith(("DS_", "TORCH_EXTENSIONS", "AWS_", "MLFLOW_")) or k == "PYTHONPATH"}
+    env = ray_env_vars(worker_env())
     started = not ray.is_initialized()
     if started:
         kw = {"address": address} if address else {
@@ -191,6 +243,7 @@ def launch_training(settings, *, launcher: str = "local", nproc: int = 1, nnodes
         raise LaunchError(f"unknown launcher {launcher!r}; choose one of {list(LAUNCHERS)}")
     job = resolve_job(settings)
     check_inputs(job)
+    check_whisper(settings, job)
     config_path = write_job(job)
     summary = Path(job["train"]["out_dir"]) / "summary.json"
     summary.unlink(missing_ok=True)  # never report a previous run's outcome

@@ -11,8 +11,11 @@ clip then costs a tenth of a padded window. The log-mel is computed once over th
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import logging
+import os
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ from preprocessing.config import WhisperConfig
 
 log = logging.getLogger(__name__)
 
+RANDOM_INIT = "random-init"  # how a seeded random encoder is named in every record
 ROWS_PER_WINDOW = N_FRAMES // 2  # 1500 encoder rows per 30 s window
 ROW_RATE = SAMPLE_RATE / (2 * HOP_LENGTH)  # 50 rows per second
 # Encoder sizes of the openai-whisper checkpoints (used for the random-init fallback only).
@@ -48,8 +52,26 @@ def _read_checkpoint(uri: str) -> dict:
     return torch.load(uri.removeprefix("file://"), map_location="cpu", weights_only=True)
 
 
-def build_encoder(cfg: WhisperConfig) -> tuple[AudioEncoder, ModelDimensions]:
-    """Whisper's audio encoder from `cfg.checkpoint`, or a seeded random-init one (loud warning)."""
+class EncoderConfigError(ValueError):
+    """The Whisper encoder is not configured, or is not the one some data was encoded with.
+
+    The message is one line naming the setting to change; ``pipelines`` turns it into a UserError.
+    """
+
+
+def require_configured(cfg: WhisperConfig) -> None:
+    """Refuse a config that would silently give random features (no checkpoint, no opt-in)."""
+    if not cfg.checkpoint and not cfg.allow_random:
+        raise EncoderConfigError(
+            "preprocess.whisper.checkpoint is not set: point it at an openai-whisper .pt (README "
+            "'Weights'; `make setup` caches tiny.en at .cache/whisper/tiny.en.pt), or set "
+            "preprocess.whisper.allow_random=true for tests only (random features)")
+
+
+def build_encoder(cfg: WhisperConfig, warn: bool = True) -> tuple[AudioEncoder, ModelDimensions]:
+    """Whisper's audio encoder from `cfg.checkpoint`, or (``allow_random`` only) a seeded random one
+    (with a loud warning when ``warn``: identifying it computes no features, so need not warn)."""
+    require_configured(cfg)
     if cfg.checkpoint:
         ckpt = _read_checkpoint(cfg.checkpoint)
         dims = ModelDimensions(**ckpt["dims"])
@@ -59,16 +81,77 @@ def build_encoder(cfg: WhisperConfig) -> tuple[AudioEncoder, ModelDimensions]:
                                dims.n_audio_layer)
         encoder.load_state_dict(state)
     else:
-        log.warning("WHISPER FEATURES ARE NOT PRETRAINED: no whisper.checkpoint configured, using a "
-                    "random-init %r encoder (seed %d). Fine for tests and demos, useless for training "
-                    "a real model: set preprocess.whisper.checkpoint to an openai-whisper .pt.",
-                    cfg.model_name, cfg.seed)
+        if warn:
+            log.warning("WHISPER FEATURES ARE NOT PRETRAINED: preprocess.whisper.allow_random is set, using a "
+                        "random-init %r encoder (seed %d). Fine for tests, useless for training a real "
+                        "model: set preprocess.whisper.checkpoint to an openai-whisper .pt.",
+                        cfg.model_name, cfg.seed)
         dims = random_dims(cfg.model_name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
                                    dims.n_audio_layer)
     return encoder.to(cfg.device).eval(), dims
+
+
+def encoder_sha256(encoder: torch.nn.Module) -> str:
+    """sha256 over the encoder's state tensors (sorted names, shapes, float32 bytes).
+
+    Hashing tensors, not the file, identifies a seeded random-init encoder too, and the same
+    weights saved as fp16 or fp32, or in another container, hash alike.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        t = t.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _identity(cfg: WhisperConfig, encoder: torch.nn.Module) -> dict:
+    random_init = not cfg.checkpoint
+    name = (f"{RANDOM_INIT} {cfg.model_name} (seed {cfg.seed})" if random_init
+            else cfg.checkpoint.rstrip("/").rsplit("/", 1)[-1])
+    return {"name": name, "sha256": encoder_sha256(encoder), "random_init": random_init,
+            "pad_short_to_30s": bool(cfg.pad_short_to_30s), "checkpoint": cfg.checkpoint,
+            "dim": int(encoder.ln_post.normalized_shape[0])}
+
+
+_IDENTITIES: dict[tuple, dict] = {}  # (config fields, checkpoint file stamp) -> identity
+
+
+def encoder_identity(cfg: WhisperConfig) -> dict:
+    """What dataset.json, every sample and a model bundle record about the encoder:
+    ``{"name", "sha256", "random_init", "pad_short_to_30s", "checkpoint", "dim"}``.
+
+    Loads the encoder once per config and checkpoint file version (cached in-process). Raises
+    EncoderConfigError when nothing is configured (see ``require_configured``).
+    """
+    require_configured(cfg)
+    path = (cfg.checkpoint or "").removeprefix("file://")
+    stamp = (os.stat(path).st_mtime_ns, os.stat(path).st_size) if path and os.path.isfile(path) else ()
+    key = (dataclasses.astuple(dataclasses.replace(cfg, device="cpu")), stamp)
+    if key not in _IDENTITIES:
+        _IDENTITIES[key] = _identity(cfg, build_encoder(dataclasses.replace(cfg, device="cpu"), warn=False)[0])
+    return dict(_IDENTITIES[key])
+
+
+def check_encoder(recorded: dict | None, cfg: WhisperConfig, what: str = "the data") -> None:
+    """Raise EncoderConfigError (one line) unless ``recorded`` (an ``encoder_identity`` dict from
+    dataset.json or a bundle) is the encoder ``cfg`` configures: features of another encoder, or
+    of the same one with other padding, are not what the model learnt to read."""
+    if not recorded or not recorded.get("sha256"):
+        raise EncoderConfigError(f"{what} records no Whisper encoder identity: re-curate it with this version")
+    mine = encoder_identity(cfg)
+    if recorded["sha256"] != mine["sha256"]:
+        raise EncoderConfigError(
+            f"{what} was encoded with Whisper encoder {recorded.get('name')!r} (sha256 {recorded['sha256'][:12]}) "
+            f"but preprocess.whisper configures {mine['name']!r} (sha256 {mine['sha256'][:12]}): set "
+            f"preprocess.whisper.checkpoint to the encoder the data was curated with, or re-curate")
+    if bool(recorded.get("pad_short_to_30s")) != mine["pad_short_to_30s"]:
+        raise EncoderConfigError(
+            f"{what} was encoded with preprocess.whisper.pad_short_to_30s={bool(recorded.get('pad_short_to_30s'))} "
+            f"but it is {mine['pad_short_to_30s']} here: set it to match")
 
 
 def plan_windows(n_rows: int, overlap_rows: int) -> list[int]:
@@ -106,6 +189,14 @@ class WhisperFeatureExtractor:
         self.encoder, self.dims = build_encoder(cfg)
         self.dim = self.dims.n_audio_state
         self.max_windows = max_windows_per_forward
+        self._identity: dict | None = None
+
+    @property
+    def identity(self) -> dict:
+        """``encoder_identity`` of this extractor's own encoder (computed once)."""
+        if self._identity is None:
+            self._identity = _identity(self.cfg, self.encoder)
+        return self._identity
 
     def _mel(self, audio: np.ndarray, n_rows: int) -> torch.Tensor:
         """[n_mels, 2 * n_rows + N_FRAMES] log-mel of the audio cut/padded to n_rows rows."""

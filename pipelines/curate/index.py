@@ -2,7 +2,9 @@
 
 Everything here is derived from the committed shards (their ``done.json`` input rows and their
 parquet), plus the rows of inputs this run could not commit, so a resumed run rebuilds a complete
-index and a crashed run never leaves an index that disagrees with the shards.
+index and a crashed run never leaves an index that disagrees with the shards. An input may be
+recorded by several ledgers (a retryable rejection, then its redo): the newest shard's row counts.
+Only rejected inputs are ever redone, so no sample is ever written twice.
 """
 
 from __future__ import annotations
@@ -13,34 +15,58 @@ import json
 import logging
 import subprocess
 import time
-from dataclasses import asdict, is_dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipelines.data import shards
+from pipelines.data.geometry import GEOMETRY_KEY
 from pipelines.data.storage import Storage, join
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger(__name__)
 
 
-def prepare_output(storage: Storage, root: str, overwrite: bool) -> tuple[dict[str, dict], int]:
-    """Start over (``overwrite``) or resume: remove what a crash left half-written, and return
-    (committed input rows by uri, the next free shard index)."""
+@dataclass
+class ResumeState:
+    """What the committed shards' ledgers (their done.json input rows) say before a run."""
+
+    finished: dict[str, dict]  # uri -> its latest row, for inputs this run skips
+    redo: dict[str, str]  # uri -> the reason of its latest row, for rejected inputs this run redoes
+    next_shard: int  # the next free shard number (one counter across the split sets)
+
+
+def prepare_output(storage: Storage, root: str, overwrite: bool, retry: Iterable[str] = ()) -> ResumeState:
+    """Start over (``overwrite``) or resume: remove what a crash left half-written and read the
+    ledger. An input is finished when its latest row is accepted or rejected for a final reason
+    not named in ``retry``; a retryable rejection (``stages.RETRYABLE_REASONS``) is always redone."""
+    from pipelines.curate.stages import is_retryable
+
     if overwrite:
         for part in (shards.SHARDS_DIR, shards.INDEX_DIR, shards.REPORT_DIR):
             storage.rm(join(root, part), recursive=True)
         storage.rm(join(root, shards.DATASET_JSON))
     shards.remove_incomplete(storage, root)
     done = shards.list_done_shards(storage, root)
-    committed: dict[str, dict] = {}
-    for shard in done:
-        for row in shard.record.get("inputs", []):
-            committed.setdefault(row["uri"], row)
+    latest = latest_rows(done)
+    retry = set(retry)
+    redo = {uri: row["reason"] for uri, row in latest.items()
+            if row["status"] != "accepted" and (is_retryable(row["reason"]) or row["reason"] in retry)}
+    finished = {uri: row for uri, row in latest.items() if uri not in redo}
     next_index = max((shards.shard_index(s.name) for s in done), default=-1) + 1
-    return committed, next_index
+    return ResumeState(finished, redo, next_index)
+
+
+def latest_rows(done: list[shards.DoneShard]) -> dict[str, dict]:
+    """Each input's row in the newest shard that records it (a redone input's new row wins)."""
+    rows: dict[str, dict] = {}
+    for shard in sorted(done, key=lambda s: shards.shard_index(s.name)):
+        for row in shard.record.get("inputs", []):
+            rows[row["uri"]] = {**row, "shard": shard.name if row.get("clips") else None}
+    return rows
 
 
 def _write_parquet(storage: Storage, uri: str, df: pd.DataFrame) -> None:
@@ -54,12 +80,10 @@ def build_index(storage: Storage, root: str, listed_uris: list[str],
     """Write ``index/inputs.parquet`` (every input: committed rows, then this run's failures, then
     anything listed but unaccounted as ``not_processed``) and ``index/clips.parquet``."""
     done = shards.list_done_shards(storage, root)
-    rows: dict[str, dict] = {}
-    for shard in done:
-        for row in shard.record.get("inputs", []):
-            rows.setdefault(row["uri"], {**row, "shard": shard.name if row.get("clips") else None})
-    for row in uncommitted:
-        rows.setdefault(row["uri"], {**row, "shard": None})
+    rows = latest_rows(done)
+    for row in uncommitted:  # this run's outcome replaces a previous (retryable) rejection
+        if rows.get(row["uri"], {}).get("status") != "accepted":
+            rows[row["uri"]] = {**row, "shard": None}
     for uri in listed_uris:
         rows.setdefault(uri, {"uri": uri, "status": "rejected", "reason": "not_processed",
                               "message": "no result was recorded for this input", "clips": 0})
@@ -107,12 +131,15 @@ def counts(inputs: pd.DataFrame, clips: pd.DataFrame, done: list[shards.DoneShar
 
 
 def write_dataset_json(storage: Storage, root: str, version: str | None, configs: dict[str, Any],
-                       summary_counts: dict[str, Any], done: list[shards.DoneShard]) -> dict[str, Any]:
-    """``dataset.json``: the lineage MLflow logs. ``version`` defaults to a hash of the shards."""
+                       summary_counts: dict[str, Any], done: list[shards.DoneShard],
+                       geometry: dict[str, Any], whisper: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``dataset.json``: the lineage MLflow logs. ``version`` defaults to a hash of the shards.
+    ``geometry``: crop size, alignment template and mask (``pipelines.data.geometry``); ``whisper``:
+    the encoder identity every check of features against an encoder reads."""
     content = hashlib.sha256("".join(s.record["sha256"] for s in done).encode()).hexdigest()[:16]
     doc = {
         "version": version or content, "content_sha256": content, "created_unix": time.time(),
-        "code_version": code_version(),
+        "code_version": code_version(), GEOMETRY_KEY: geometry, "whisper": whisper,
         "config": {k: asdict(v) if is_dataclass(v) else v for k, v in configs.items()},
         "counts": summary_counts,
         "shards": [{"name": s.name, "samples": s.record["samples"], "bytes": s.record["bytes"],

@@ -3,7 +3,8 @@
 The recipe (``run_curation``):
   1. list inputs            local dirs, globs, s3:// prefixes, parquet/CSV lists   (inputs.py)
   2. resume                 drop half-written shards, skip inputs done shards hold  (index.py)
-  3. identity + split       folder / mapping / input list; split by identity hash   (identity.py)
+  3. identity + split       folder / mapping / input list / face-descriptor clusters (a quick
+                            pass of Ray tasks); split by identity hash; no val split: error (identity.py)
   4. per video (Ray task)   probe, decode, resample 25 fps, detect/track/align, cut at scenes and
                             max length, filter, encode crops + audio      (preprocessing.clips)
   5. Whisper (actor pool)   encoder loaded once per actor, on GPU when the cluster has one
@@ -28,18 +29,23 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iptalker_model.config import ModelConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.identity import IdentityResolver
 from pipelines.curate.index import build_index, counts, prepare_output, write_dataset_json
 from pipelines.curate.inputs import InputItem, list_inputs
 from pipelines.curate.stages import Stages, estimate_bytes, input_row, reject
 from pipelines.data import shards
+from pipelines.data.encoder import whisper_identity
+from pipelines.data.geometry import geometry_record
 from pipelines.data.storage import Storage, StorageConfig, join
 from pipelines.errors import UserError
+from preprocessing.config import PreprocessConfig
 
 
 @dataclass
@@ -50,20 +56,24 @@ class CurationSummary:
     failed_shard_writes: int
     elapsed_s: float
     paths: dict[str, str] = field(default_factory=dict)
+    retried: dict[str, int] = field(default_factory=dict)  # previous reject reason -> inputs redone
+    identity_warnings: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         c = self.counts
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["rejected_by_reason"].items())) or "none"
         split = ", ".join(f"{k} {v}" for k, v in sorted(c["clips_by_split"].items())) or "none"
         notes = "".join(f"; {n}" for n in self.warnings())
-        return (f"Curated {c['inputs']} inputs in {self.elapsed_s:.0f} s ({self.resumed_inputs} already done): "
+        retried = ", ".join(f"{k} {v}" for k, v in sorted(self.retried.items()))
+        redone = f", {sum(self.retried.values())} retried: {retried}" if self.retried else ""
+        return (f"Curated {c['inputs']} inputs in {self.elapsed_s:.0f} s ({self.resumed_inputs} already done{redone}): "
                 f"{c['accepted']} accepted, {c['rejected']} rejected ({reasons}); {c['clips']} clips "
                 f"({c['hours'] * 60:.1f} min; {split}) in {c['shards']} shards ({c['shard_bytes'] / 2**20:.1f} MiB)"
                 f"{notes}. Shards: {self.paths['shards']}  Index: {self.paths['index']}  "
                 f"Report: {self.paths['report']}  Lineage: {self.paths['dataset']}")
 
     def warnings(self) -> list[str]:
-        out = []
+        out = [f"WARNING: {w}" for w in self.identity_warnings]
         if self.failed_shard_writes:
             out.append(f"{self.failed_shard_writes} shard writes FAILED (rerun to retry them)")
         ids = self.counts["identities_by_split"]
@@ -72,28 +82,40 @@ class CurationSummary:
         return out
 
 
-def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: Any, storage: StorageConfig,
-                 *, ray_address: str | None = None, ray_temp_dir: str | None = None,
-                 overwrite: bool = False, progress: bool = True,
-                 stages: Stages | None = None) -> CurationSummary:
+def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: PreprocessConfig,
+                 storage: StorageConfig, *, ray_address: str | None = None, ray_temp_dir: str | None = None,
+                 overwrite: bool = False, progress: bool = True, retry: Sequence[str] = (),
+                 stages: Stages | None = None, model: ModelConfig | None = None) -> CurationSummary:
     """Curate ``inputs`` into the dataset at ``output`` (local path or s3:// URI); see the module
-    docstring for the stages. Rerunning after a crash resumes; ``overwrite`` starts over."""
+    docstring for the stages. Rerunning after a crash resumes and redoes retryable rejections
+    (``stages.RETRYABLE_REASONS``); ``retry`` names final reasons to redo too; ``overwrite``
+    starts over. ``model``: the model config whose lower-face mask ``dataset.json`` records with
+    the crop geometry (default: ``ModelConfig()``); ``iptalker train`` refuses a model that differs."""
     from pipelines.curate.report import write_report
 
     # workers may lack the driver's env: pin the (non-secret) endpoint; credentials stay in the env
     endpoint = storage.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     storage = dataclasses.replace(storage, s3_endpoint_url=endpoint)
     t0, store, root = time.monotonic(), Storage(storage), output.rstrip("/")
+    whisper = whisper_identity(preprocess.whisper)  # before anything runs: no checkpoint, no curation
     items = list_inputs(store, inputs, cfg.extensions)                                # 1
-    committed, next_shard = prepare_output(store, root, overwrite)                    # 2
-    todo = [it for it in items if it.uri not in committed]
+    resume = prepare_output(store, root, overwrite, retry)                            # 2
+    todo = [it for it in items if it.uri not in resume.finished]
+    retried = dict(Counter(resume.redo[it.uri] for it in todo if it.uri in resume.redo))
     identities = IdentityResolver(cfg, store)                                         # 3
-    identities.plan_splits([identities.identity(it) for it in items],
-                           {r["identity"]: r["split"] for r in committed.values() if r.get("clips")})
+    if todo and identities.needs_descriptors:
+        from pipelines.curate.stages import describe_inputs
+
+        with ray_session(ray_address, cfg, ray_temp_dir):
+            identities.assign_clusters(describe_inputs([it.uri for it in items], preprocess, store,
+                                                       stages or Stages(), cfg.cpus_per_video, cfg.cluster_frames))
+    names = [identities.identity(it) for it in items]
+    identities.plan_splits(names, {r["identity"]: r["split"] for r in resume.finished.values() if r.get("clips")})
+    identity_warnings = identities.check(names)
     uncommitted, failed_writes = [], 0
     if todo:  # nothing left (a finished resume): no Ray start, just the index and report again
         with ray_session(ray_address, cfg, ray_temp_dir):
-            stream = ShardStream(cfg, preprocess, store, root, next_shard, stages or Stages(), progress)
+            stream = ShardStream(cfg, preprocess, store, root, resume.next_shard, stages or Stages(), progress)
             uncommitted = stream.run(todo, identities, total=len(items))              # 4, 5, 6
             failed_writes = stream.failed_writes
     listed = [it.uri for it in items]
@@ -101,10 +123,13 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     c = counts(index_inputs, clips, done)
     write_report(store, root, index_inputs, clips, done, cfg.report_thumbnails)       # 8
     write_dataset_json(store, root, cfg.dataset_version, {"curate": cfg, "preprocess": preprocess,
-                                                          "storage": storage.public_dict()}, c, done)
+                                                          "storage": storage.public_dict()}, c, done,
+                       geometry_record(preprocess.align, model or ModelConfig()),
+                       whisper=whisper)
     paths = {"shards": join(root, shards.SHARDS_DIR), "index": join(root, shards.INDEX_DIR),
              "report": join(root, shards.REPORT_DIR, "index.html"), "dataset": join(root, shards.DATASET_JSON)}
-    return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths)
+    return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths, retried,
+                           identity_warnings)
 
 
 @contextlib.contextmanager
@@ -130,11 +155,20 @@ def ray_session(address: str | None, cfg: CurateConfig, temp_dir: str | None = N
         ray.shutdown()
 
 
+@dataclass
+class OpenShard:
+    """The shard being filled for one split: (input row, samples ref | None) per input."""
+
+    entries: list[tuple[dict, Any]] = field(default_factory=list)
+    bytes: int = 0
+    samples: int = 0
+
+
 class ShardStream:
     """The driver loop: a bounded window of per-video tasks, their accepted inputs sent to the
     Whisper pool, and whole inputs packed into shards that are committed as they fill."""
 
-    def __init__(self, cfg: CurateConfig, preprocess: Any, storage: Storage, root: str, next_shard: int,
+    def __init__(self, cfg: CurateConfig, preprocess: PreprocessConfig, storage: Storage, root: str, next_shard: int,
                  stages: Stages, progress: bool):
         import ray
 
@@ -149,8 +183,7 @@ class ShardStream:
         self.pool = make_whisper_pool(cfg.whisper_actors, preprocess, stages, cfg.whisper_num_cpus, gpus)
         self._dim_ref, self.whisper_dim = self.pool[0].dim.remote(), 512  # the model loads meanwhile
         self.write = make_write_fn()
-        self.entries: list[tuple[dict, Any]] = []  # the open shard: (input row, samples ref | None)
-        self.open_bytes = self.open_samples = 0
+        self.open = {split: OpenShard() for split in shards.SPLITS}  # one open shard per split's set
         self.writes: dict[Any, list[tuple[dict, Any]]] = {}  # write ref -> its entries
         self.uncommitted: list[dict] = []
         self.failed_writes = self.clips_done = self._turn = 0
@@ -173,22 +206,33 @@ class ShardStream:
                     pending[row_ref] = (row, payload_ref, time.monotonic())
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self._wait_s(pending))
+                self._cancel_overdue(pending)  # every turn: others finishing never delay a timeout
                 if not ready:
-                    self._cancel_overdue(pending)
                     continue
                 row, payload_ref, _ = pending.pop(ready[0])
                 self._add(self._result(ready[0], row), payload_ref)
                 bar.update(1)
                 bar.set_postfix_str(f"clips {self.clips_done} shards {self.next_shard}", refresh=False)
-            self._flush()
+            for split in self.open:
+                self._flush(split)
             self._drain(0)
         finally:
             bar.close()
         return self.uncommitted
 
+    def _wait_s(self, pending: dict[Any, tuple[dict, Any, float]]) -> float:
+        """How long to wait for a result: until the earliest per-video deadline, at most 5 s."""
+        limit = self.cfg.video_timeout_s
+        if not limit:
+            return 5.0
+        now = time.monotonic()
+        due = [start + limit - now for ref, (_, _, start) in pending.items() if ref not in self.cancelled]
+        return max(0.05, min([5.0, *due]))
+
     def _cancel_overdue(self, pending: dict[Any, tuple[dict, Any, float]]) -> None:
-        """A video that hangs (a decoder stuck on a pathological file) is killed and rejected."""
+        """A video that hangs (a decoder stuck on a pathological file) is killed at its own
+        ``curate.video_timeout_s`` and rejected as ``timeout`` (retryable)."""
         import ray
 
         limit = self.cfg.video_timeout_s
@@ -212,17 +256,19 @@ class ShardStream:
             return reject(row, "worker_crashed", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     def _add(self, row: dict, payload_ref: Any) -> None:
+        """Add a finished input, whole, to the open shard of its split's set."""
+        shard = self.open[row["split"]]
         if row["status"] == "accepted":
             actor = self.pool[self._turn % len(self.pool)]
             self._turn += 1
-            self.entries.append((row, actor.featurize.remote(payload_ref)))
-            self.open_bytes += estimate_bytes(row, self._dim())
-            self.open_samples += row["clips"]
+            shard.entries.append((row, actor.featurize.remote(payload_ref)))
+            shard.bytes += estimate_bytes(row, self._dim())
+            shard.samples += row["clips"]
             self.clips_done += row["clips"]
         else:
-            self.entries.append((row, None))
-        if self.open_bytes >= self.cfg.shard_max_bytes or self.open_samples >= self.cfg.shard_max_samples:
-            self._flush()
+            shard.entries.append((row, None))
+        if shard.bytes >= self.cfg.shard_max_bytes or shard.samples >= self.cfg.shard_max_samples:
+            self._flush(row["split"])
 
     def _dim(self) -> int:
         """The encoder width for shard-size estimates (a guess until the first actor has loaded)."""
@@ -236,16 +282,17 @@ class ShardStream:
                                 f"{str(e).strip().splitlines()[-1]}") from None
         return self.whisper_dim
 
-    def _flush(self) -> None:
-        """Commit the open shard in a Ray task (at most two writes in flight)."""
-        if not self.entries:
+    def _flush(self, split: str) -> None:
+        """Commit the open shard of ``split`` in a Ray task (at most two writes in flight)."""
+        entries = self.open[split].entries
+        if not entries:
             return
         self._drain(1)
-        ref = self.write.remote(self.storage, self.root, self.next_shard, self.entries,
+        ref = self.write.remote(self.storage, self.root, self.next_shard, entries, split,
                                 self.cfg.shard_write_retries, self.cfg.shard_retry_backoff_s)
-        self.writes[ref] = self.entries
+        self.writes[ref] = entries
         self.next_shard += 1
-        self.entries, self.open_bytes, self.open_samples = [], 0, 0
+        self.open[split] = OpenShard()
 
     def _drain(self, keep: int) -> None:
         import ray

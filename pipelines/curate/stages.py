@@ -8,6 +8,7 @@ factory that sets resources. No stage raises for a bad input: it returns a row w
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import tempfile
@@ -15,14 +16,35 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.data import shards
-from pipelines.data.storage import Storage
+from pipelines.data.storage import Storage, is_remote
+
+if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
+    from preprocessing.clip import Clip
+    from preprocessing.config import FilterConfig, PreprocessConfig
+    from preprocessing.filters import SyncFilter
 
 MESSAGE_CHARS = 300  # reject messages are one line, not a traceback
+
+# Rejections of these kinds say nothing about the input: a rerun redoes them. Every other reason
+# (corrupt, no_face, too_short, internal_error, ...) is final: a rerun keeps it unless
+# ``iptalker curate --retry REASON`` names it.
+RETRYABLE_REASONS = frozenset({
+    "worker_crashed",      # the worker process died (OOM, decoder segfault, node lost)
+    "timeout",             # still running after curate.video_timeout_s
+    "whisper_failed",      # the encoder actor failed or died
+    "storage_error",       # the input could not be fetched (network, throttling, credentials)
+    "shard_write_failed",  # its shard could not be committed
+    "not_processed",       # the job stopped before this input had a result
+})
+
+
+def is_retryable(reason: str | None) -> bool:
+    return reason in RETRYABLE_REASONS
 
 
 @dataclass
@@ -30,20 +52,24 @@ class Stages:
     """The per-video and per-clip functions the job runs (tests swap in small stand-ins).
 
     extract: ``(path, PreprocessConfig, video_id) -> VideoOutcome``;
-    whisper: ``(WhisperConfig) -> extractor`` with ``.dim`` and ``.batch(audios, n_frames_list)``.
+    whisper: ``(WhisperConfig) -> extractor`` with ``.dim`` and ``.batch(audios, n_frames_list)``;
+    describe: ``(path, PreprocessConfig, n_frames) -> [128] face descriptor | None`` (cluster identities).
     """
 
     extract: Callable[..., Any] | None = None
     whisper: Callable[..., Any] | None = None
+    describe: Callable[..., Any] | None = None
 
     def resolved(self) -> Stages:
         """Fill defaults with the real primitives (imported lazily: only workers need them)."""
-        extract, whisper = self.extract, self.whisper
+        extract, whisper, describe = self.extract, self.whisper, self.describe
         if extract is None:
             from preprocessing.clips import extract_clips as extract
         if whisper is None:
             from preprocessing.audio_features import WhisperFeatureExtractor as whisper
-        return Stages(extract, whisper)
+        if describe is None:
+            from preprocessing.descriptors import video_descriptor as describe
+        return Stages(extract, whisper, describe)
 
 
 def input_row(uri: str, video_id: str, identity: str, split: str) -> dict[str, Any]:
@@ -74,7 +100,7 @@ def _encode_frames(crops: np.ndarray, fps: float) -> bytes:
         return out.read_bytes()
 
 
-def clip_payload(clip: Any, row: dict[str, Any], keep_crops: bool = False) -> dict[str, Any]:
+def clip_payload(clip: Clip, row: dict[str, Any], keep_crops: bool = False) -> dict[str, Any]:
     """Everything of one clip but its Whisper features: encoded media, arrays, json, parquet row
     (plus the raw crops when the actor pool runs the A/V sync filter on them)."""
     from preprocessing.encode import encode_flac
@@ -95,14 +121,22 @@ def clip_payload(clip: Any, row: dict[str, Any], keep_crops: bool = False) -> di
             "crops": clip.crops if keep_crops else None}
 
 
-def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Storage,
+def process_video(uri: str, row: dict[str, Any], preprocess: PreprocessConfig, storage: Storage,
                   stages: Stages) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One input -> (its inputs row, its clip payloads). Probe, decode, resample, detect/track/align,
     cut at scene changes and the max clip length, filter: all inside ``stages.extract``."""
     from preprocessing.media import MediaError
 
     try:
-        with storage.local_copy(uri) as path:
+        with contextlib.ExitStack() as stack:
+            try:
+                path = stack.enter_context(storage.local_copy(uri))
+            except Exception as e:  # noqa: BLE001 - remote read failed: says nothing about the media
+                if not is_remote(uri):
+                    raise
+                if isinstance(e, FileNotFoundError):
+                    return reject(row, "missing_file", f"{uri} does not exist"), []
+                return reject(row, "storage_error", f"could not fetch {uri}: {type(e).__name__}: {e}"), []
             row = {**row, "sha256": shards.file_sha256(path), "bytes": path.stat().st_size}
             outcome = stages.resolved().extract(path, preprocess, row["video_id"])
             info = getattr(outcome, "info", None)
@@ -133,15 +167,26 @@ def estimate_bytes(row: dict[str, Any], whisper_dim: int) -> int:
     return int(row["media_bytes"] + frames * (2 * whisper_dim * 2 + 68 * 2 * 4 + 6 * 4) + 2048 * row["clips"])
 
 
+def load_sync_filter(cfg: FilterConfig) -> SyncFilter | None:
+    """The configured A/V sync filter with its SyncNet expert loaded (weights only, never pickle),
+    or None when no ``preprocess.filters.syncnet_checkpoint`` is set."""
+    if not cfg.syncnet_checkpoint:
+        return None
+    from iptalker_model.checkpoint import load_syncnet
+    from preprocessing.filters import SyncFilter
+
+    return SyncFilter(load_syncnet(cfg.syncnet_checkpoint), cfg.min_sync_confidence, cfg.max_sync_offset)
+
+
 class WhisperStage:
     """Ray actor body: loads the encoder (and the SyncNet filter, when configured) once, and turns
     clip payloads into contract samples."""
 
-    def __init__(self, preprocess: Any, stages: Stages):
-        from preprocessing.filters import sync_filter
-
+    def __init__(self, preprocess: PreprocessConfig, stages: Stages):
         self.extractor = stages.resolved().whisper(preprocess.whisper)
-        self.sync = sync_filter(preprocess.filters)
+        self.sync = load_sync_filter(preprocess.filters)
+        ident = getattr(self.extractor, "identity", None) or {}  # stand-in extractors may have none
+        self.encoder = {k: ident[k] for k in ("name", "sha256", "random_init") if k in ident}
 
     def dim(self) -> int:
         return int(self.extractor.dim)
@@ -161,6 +206,8 @@ class WhisperStage:
             for p, f in zip(payload, feats):
                 if self.sync is not None and not self._in_sync(p, f, rejected):
                     continue
+                if self.encoder:
+                    p["meta"]["whisper_encoder"] = self.encoder  # "name" starts "random-init" when random
                 samples.append(shards.Sample(p["key"], shards.encode_sample(
                     frames_mp4=p["frames_mp4"], audio_flac=p["audio_flac"], whisper=f, landmarks=p["landmarks"],
                     affine=p["affine"], meta=p["meta"]), p["row"]))
@@ -169,10 +216,12 @@ class WhisperStage:
             return f"{type(e).__name__}: {e}"
 
     def _in_sync(self, p: dict[str, Any], feats: np.ndarray, rejected: list[tuple[str, str]]) -> bool:
-        from types import SimpleNamespace
+        from preprocessing.clip import Clip
 
-        clip = SimpleNamespace(n_frames=p["n_frames"], crops=p["crops"], scores={})
-        verdict = self.sync((clip, feats))
+        m = p["meta"]
+        clip = Clip(m["video_id"], m["clip"], m["start_frame"], m["end_frame"], p["crops"], p["landmarks"],
+                    p["affine"], p["audio"], m["face_size"], m["fps"], whisper=feats)
+        verdict = self.sync(clip)
         scores = {**clip.scores, "sync_confidence": float(verdict.score)}
         p["meta"]["scores"].update(scores)
         p["row"].update({f"score_{k}": v for k, v in scores.items()})
@@ -181,7 +230,7 @@ class WhisperStage:
         return verdict.keep
 
 
-def write_shard_entries(storage: Storage, root: str, index: int, entries: list[tuple[dict, Any]],
+def write_shard_entries(storage: Storage, root: str, index: int, entries: list[tuple[dict, Any]], split: str,
                         retries: int, backoff_s: float) -> tuple[dict | None, str | None, list[dict]]:
     """Gather each input's samples (nested refs, fetched one by one so a failed input is dropped,
     not the shard), then write the shard. Returns (done record | None, error | None, input rows)."""
@@ -209,9 +258,36 @@ def write_shard_entries(storage: Storage, root: str, index: int, entries: list[t
         samples.extend(kept)
         rows.append({**row, "clips": len(kept),
                      "secs": sum(s.row["duration_s"] for s in kept)})
-    record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, retries=retries,
-                                                  backoff_s=backoff_s)
+    record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, split=split,
+                                                  retries=retries, backoff_s=backoff_s)
     return record, error, rows
+
+
+def describe_input(uri: str, preprocess: Any, storage: Storage, stages: Stages, n_frames: int) -> np.ndarray | None:
+    """The median face descriptor of one input, or None (no face, unreadable: its own stage
+    rejects it later with the true reason)."""
+    try:
+        with storage.local_copy(uri) as path:
+            return stages.resolved().describe(path, preprocess, n_frames)
+    except Exception:  # noqa: BLE001 - the per-video stage reports what is wrong with the file
+        return None
+
+
+def describe_inputs(uris: list[str], preprocess: Any, storage: Storage, stages: Stages, cpus: float,
+                    n_frames: int) -> dict[str, np.ndarray | None]:
+    """Face descriptors of every input, as Ray tasks (identity clustering runs before any shard
+    is written, so that every sample is born with its identity and split)."""
+    import ray
+
+    task = ray.remote(num_cpus=cpus, max_retries=1)(describe_input)
+    refs = {uri: task.remote(uri, preprocess, storage, stages, n_frames) for uri in uris}
+    out = {}
+    for uri, ref in refs.items():
+        try:
+            out[uri] = ray.get(ref)
+        except ray.exceptions.RayError:  # the worker died on this file: no descriptor
+            out[uri] = None
+    return out
 
 
 def make_extract_fn(cpus: float) -> Any:
@@ -222,7 +298,7 @@ def make_extract_fn(cpus: float) -> Any:
     return ray.remote(num_cpus=cpus, num_returns=2, max_retries=1)(process_video)
 
 
-def make_whisper_pool(n: int, preprocess: Any, stages: Stages, cpus: float, gpus: float) -> list[Any]:
+def make_whisper_pool(n: int, preprocess: PreprocessConfig, stages: Stages, cpus: float, gpus: float) -> list[Any]:
     """``n`` encoder actors; on a GPU cluster each takes a GPU and runs the encoder there."""
     import ray
 

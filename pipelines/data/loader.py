@@ -2,8 +2,8 @@
 
 The pipeline is a chain of small stages (open_clip's ``data.py``):
 
-  done shards -> resample (per node+worker seed) -> open via Storage (local or s3://)
-  -> tar samples -> keep split -> decode clip -> cut windows -> shuffle -> batch
+  done shards of one split's set -> resample (per node+worker seed) -> open via Storage
+  (local or s3://) -> tar samples -> keep split -> decode clip -> cut windows -> shuffle -> batch
 
 Why these choices:
 - ``resampled`` shards make the stream infinite and balanced across any number of ranks and
@@ -11,11 +11,16 @@ Why these choices:
   epoch length. Each rank and worker draws from its own seed (seed, rank, worker).
 - Shards are opened through ``pipelines.data.storage.Storage`` (s3fs built per process), not
   ``pipe:aws``: no subprocess, same credentials/endpoint as the rest of the project.
-- Only ``.json``, ``.npy`` (``allow_pickle=False``) and ``.mp4`` are decoded; never pickle.
+- Only ``.json``, ``.npy`` (``allow_pickle=False``), ``.flac`` and ``.mp4`` are decoded; never
+  pickle. The audio itself only yields a per-frame loudness (``audio_rms``) for validation.
 - A corrupt sample or shard is skipped and counted, never fatal: the count travels with the batch
   (``batch["corrupt_skipped"]``, a delta since the worker's previous window) because DataLoader
   workers are separate processes.
 - One decoded clip yields several windows, so video decoding is amortised.
+- Training reads only ``shards/train/``, validation only ``shards/val/`` (the contract's shard
+  sets); the per-sample split check stays for datasets written before the sets existed.
+- A stream that yields no window at all (empty split, every clip too short) stops with an error
+  instead of resampling forever.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import json
 import logging
 from dataclasses import dataclass
 
-import cv2  # noqa: F401  (import before decord: see STACK-NOTES)
+import cv2  # noqa: F401  (before decord: with decord imported first, cv2.imread of a PNG fails)
 import numpy as np
 import torch
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipelines.data import shards as contract
-from pipelines.data.storage import Storage, join
+from pipelines.data.storage import Storage
+from pipelines.errors import UserError
+from preprocessing.config import ReferenceConfig
+from preprocessing.references import select_references
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +54,36 @@ class WindowSpec:
     image_size: int  # S: crops are resized to S x S
     audio_context: int  # c: frame t sees Whisper rows of frames t-c .. t+c
     audio_dim: int  # D: Whisper width the model expects
+    reference: ReferenceConfig = ReferenceConfig()  # how the K references are chosen
 
     @classmethod
-    def from_model(cls, model_cfg) -> WindowSpec:
+    def from_model(cls, model_cfg, reference: ReferenceConfig | None = None) -> WindowSpec:
         return cls(model_cfg.sync_frames, model_cfg.num_references, model_cfg.image_size,
-                   model_cfg.audio_context, model_cfg.audio_dim)
+                   model_cfg.audio_context, model_cfg.audio_dim, reference or ReferenceConfig())
 
 
 # ------------------------------------------------------------------ shard listing and opening
-def list_shards(root: str, storage: Storage | None = None) -> list[str]:
-    """Tar URIs of the committed shards under ``<root>/shards`` (those with a done.json)."""
+def list_shards(root: str, storage: Storage | None = None, split: str = "train") -> list[str]:
+    """Tar URIs of the committed shards with samples in the ``split`` set (a UserError if none)."""
     storage = storage or Storage()
-    tars = [s.tar for s in contract.list_done_shards(storage, root)]
-    if not tars:
-        raise FileNotFoundError(f"no finished shards under {join(root, contract.SHARDS_DIR)}; "
-                                "run `iptalker curate` first (a shard needs its .done.json)")
-    return tars
+    everything = contract.list_done_shards(storage, root)
+    tars = [s.tar for s in everything if s.split in (split, None) and s.record.get("samples", 1)]
+    if tars:
+        return tars
+    where = contract.shard_dir(root, split)
+    if not everything:
+        raise UserError(f"no finished shards under {contract.shard_dir(root, None)}; run `iptalker curate` "
+                        "first (a shard needs its .done.json)")
+    if split == "train":
+        raise UserError(f"the train split of {root} is empty (no samples under {where}): every curated "
+                        "identity is in val; curate more identities or lower curate.val_fraction")
+    raise UserError(f"no {split} samples under {where}")
+
+
+def has_split(root: str, split: str, storage: Storage | None = None) -> bool:
+    """Whether the ``split`` set (or a pre-split flat shard) holds any committed sample."""
+    return any(s.split in (split, None) and s.record.get("samples", 1)
+               for s in contract.list_done_shards(storage or Storage(), root, split))
 
 
 class CorruptCounter:
@@ -96,7 +118,8 @@ def open_shards(urls, storage: Storage, handler: CorruptCounter):
 
 # ------------------------------------------------------------------ decoding and windows
 def decode_clip(sample: dict, spec: WindowSpec) -> dict:
-    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D], "meta"}."""
+    """Raw tar sample -> {"frames": uint8 [N, S, S, 3], "whisper": float32 [2N, D],
+    "landmarks": float32 [N, 68, 2] in crop fractions [0, 1], "meta"}."""
     import decord
 
     meta = json.loads(sample["json"])
@@ -107,8 +130,29 @@ def decode_clip(sample: dict, spec: WindowSpec) -> dict:
     vr = decord.VideoReader(io.BytesIO(sample["frames.mp4"]), width=spec.image_size,
                             height=spec.image_size)
     frames = vr.get_batch(list(range(len(vr)))).asnumpy()  # [N, S, S, 3] uint8 RGB
+    landmarks = contract.load_npy(sample["landmarks.npy"]).astype(np.float32)
+    if landmarks.shape != (len(frames), 68, 2):
+        raise ValueError(f"{sample['__key__']}: landmarks.npy shape {landmarks.shape}, "
+                         f"expected [{len(frames)}, 68, 2]")
+    landmarks /= float(meta.get("size", contract.CROP_SIZE))  # crop pixels -> fractions of the crop
     return {"key": sample["__key__"], "frames": frames, "whisper": whisper.astype(np.float32),
+            "landmarks": landmarks, "rms": frame_loudness(sample.get("audio.flac"), len(frames)),
             "meta": meta}
+
+
+def frame_loudness(flac: bytes | None, n_frames: int) -> np.ndarray:
+    """RMS of the clip's audio per video frame, float32 [N]; NaN when the audio does not decode
+    (loudness only feeds validation metrics, so a clip without usable audio still trains)."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 - missing or broken audio: no loudness, not a broken clip
+        return np.full(n_frames, np.nan, np.float32)
+    audio = audio.mean(1)
+    edges = np.round(np.arange(n_frames + 1) * rate / contract.FPS).astype(int).clip(0, len(audio))
+    return np.array([np.sqrt(np.mean(np.square(audio[a:b]))) if b > a else 0.0
+                     for a, b in zip(edges[:-1], edges[1:])], np.float32)
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -123,10 +167,12 @@ def _rows(whisper: np.ndarray, first_frame: int, n_frames: int) -> np.ndarray:
     return whisper[idx]
 
 
-def reference_indices(n: int, start: int, t: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """K sorted reference frame indices of an n-frame clip, outside the window [start, start + t)."""
-    outside = np.setdiff1d(np.arange(n), np.arange(start, start + t))
-    return np.sort(rng.choice(outside, size=k, replace=len(outside) < k))
+def reference_indices(landmarks: np.ndarray, start: int, t: int, k: int, rng: np.random.Generator | None,
+                      cfg: ReferenceConfig | None = None) -> np.ndarray:
+    """K sorted reference frame indices for the window [start, start + t) of a clip with
+    landmarks [N, 68, 2]: ``preprocessing.references.select_references`` (other times, similar
+    pose, spread over mouth openness; rng None = deterministic, as dubbing uses it)."""
+    return select_references(landmarks, range(start, start + t), k, cfg, rng)
 
 
 def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.ndarray:
@@ -137,8 +183,10 @@ def audio_windows(whisper: np.ndarray, start: int, t: int, context: int) -> np.n
 def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict | None:
     """One training window (batch contract, without the batch axis), or None if the clip is short.
 
-    frames [T,3,S,S], references [K,3,S,S] (outside the window), audio [T,A,D] centred on each
-    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away.
+    frames [T,3,S,S], references [K,3,S,S] (``select_references``: other times of the clip,
+    similar pose, spread over mouth openness), audio [T,A,D] centred on each
+    frame, sync_audio [2T,D] aligned, sync_audio_off [2T,D] from a window >= T frames away,
+    landmarks [T,68,2] of the target frames in crop fractions, audio_rms [T] their loudness.
     """
     n, t, c = len(clip["frames"]), spec.frames, spec.audio_context
     if n < 3 * t:  # need room for the window, references and an off-sync window
@@ -146,7 +194,7 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
     start = int(rng.integers(0, n - t + 1))
     far = [s for s in range(0, n - t + 1) if abs(s - start) >= t]
     off = int(rng.choice(far))
-    refs = reference_indices(n, start, t, spec.references, rng)
+    refs = reference_indices(clip["landmarks"], start, t, spec.references, rng, spec.reference)
     wh = clip["whisper"]
     return {
         "frames": _to_unit(clip["frames"][start:start + t]),
@@ -154,21 +202,33 @@ def cut_window(clip: dict, spec: WindowSpec, rng: np.random.Generator) -> dict |
         "audio": torch.from_numpy(audio_windows(wh, start, t, c)),
         "sync_audio": torch.from_numpy(_rows(wh, start, t)),
         "sync_audio_off": torch.from_numpy(_rows(wh, off, t)),
+        "landmarks": torch.from_numpy(clip["landmarks"][start:start + t]),
+        "audio_rms": torch.from_numpy(clip["rms"][start:start + t]),
     }
 
 
 class WindowCutter:
-    """Stage: raw samples -> windows; decodes each clip once and cuts ``per_clip`` windows."""
+    """Stage: raw samples -> windows; decodes each clip once and cuts ``per_clip`` windows.
+
+    ``starve_after``: raise once this many samples passed without a single window ever (an
+    endless resampled stream would otherwise spin forever on an empty split); None: never.
+    """
 
     def __init__(self, spec: WindowSpec, split: str, per_clip: int, seed: int,
-                 counter: CorruptCounter):
+                 counter: CorruptCounter, starve_after: int | None = None):
         self.spec, self.split, self.per_clip, self.seed = spec, split, per_clip, seed
-        self.counter, self.passes = counter, 0
+        self.counter, self.passes, self.starve_after = counter, 0, starve_after
+        self.seen, self.windows = 0, 0
 
     def __call__(self, samples):
         self.passes += 1  # a new pass (epoch) cuts new windows
         rng = np.random.default_rng([_worker_seed(self.seed), self.passes])
         for sample in samples:
+            self.seen += 1
+            if not self.windows and self.starve_after is not None and self.seen > self.starve_after:
+                raise UserError(f"no {self.split} window in {self.seen} samples: the {self.split} split is "
+                                f"empty or every clip is shorter than 3 x {self.spec.frames} frames "
+                                "(model.sync_frames)")
             try:
                 if json.loads(sample["json"]).get("split", "train") != self.split:
                     continue
@@ -181,6 +241,7 @@ class WindowCutter:
                 if window is None:
                     break
                 window["corrupt_skipped"] = self.counter.take()
+                self.windows += 1
                 yield window
 
 
@@ -218,13 +279,15 @@ def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: in
     storage = storage or Storage()
     counter = CorruptCounter()
     rank_seed = seed * 1009 + rank
+    tars = list_shards(root, storage, "train")
+    done = contract.list_done_shards(storage, root, "train")
+    starve = 100 + 10 * sum(int(s.record.get("samples", 0)) for s in done)  # ~10 passes, no window
     pipeline = wds.DataPipeline(
-        wds.ResampledShards(list_shards(root, storage), worker_seed=RankWorkerSeed(seed, rank),
-                            deterministic=True),
+        wds.ResampledShards(tars, worker_seed=RankWorkerSeed(seed, rank), deterministic=True),
         lambda src: open_shards(src, storage, counter),
         lambda src: tar_file_expander(src, handler=counter),
         lambda src: group_by_keys(src, handler=counter),
-        WindowCutter(spec, "train", windows_per_clip, rank_seed, counter),
+        WindowCutter(spec, "train", windows_per_clip, rank_seed, counter, starve_after=starve),
         lambda src: wds.shuffle(shuffle_buffer, initial=max(1, shuffle_buffer // 2),
                                 seed=_worker_seed(rank_seed))(src),
         wds.batched(batch_size, collation_fn=collate, partial=False),
@@ -236,14 +299,15 @@ def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: in
 
 def build_val_loader(root: str, spec: WindowSpec, *, batch_size: int, max_batches: int,
                      seed: int = 0, storage: Storage | None = None):
-    """Deterministic batches from the identity-disjoint ``val`` split (same on every rank).
+    """Deterministic batches from the identity-disjoint ``val`` shard set (same on every rank).
 
     Every rank reads the same windows so the all-reduced metrics do not depend on world size.
+    A UserError when the set is empty (check ``has_split`` first to make validation optional).
     """
     storage = storage or Storage()
     counter = CorruptCounter()
     pipeline = wds.DataPipeline(
-        wds.SimpleShardList(list_shards(root, storage)),
+        wds.SimpleShardList(list_shards(root, storage, "val")),
         lambda src: open_shards(src, storage, counter),
         lambda src: tar_file_expander(src, handler=counter),
         lambda src: group_by_keys(src, handler=counter),

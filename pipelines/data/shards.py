@@ -1,9 +1,20 @@
-"""The curated-dataset contract (ARCHITECTURE.md section 2): names, sample layout, writer, reader.
+"""The curated-dataset contract (docs/data-contract.md): names, sample layout, writer, reader.
 
-One source of truth for the on-disk format. The writer commits a shard in three steps, each an
-atomic rename or an atomic object PUT: ``shard-NNNNNN.tar``, then ``shard-NNNNNN.parquet`` (one row
-per sample), then ``shard-NNNNNN.done.json`` LAST. A shard without its ``done.json`` does not exist
-for any reader (``list_done_shards``) and is deleted by the next run (``remove_incomplete``).
+One source of truth for the on-disk format. Shards form one set per split, so a reader of one
+split never opens the other's tars (validation reads ``shards/val/`` only)::
+
+    <root>/shards/train/shard-000000.{tar,parquet,done.json}
+    <root>/shards/val/shard-000001.{tar,parquet,done.json}
+
+Shard numbers are unique across the sets (one counter), so a shard's name alone identifies it.
+Datasets written before the split sets (shards directly under ``shards/``, samples of both
+splits mixed) are still read: their shards belong to every set and readers keep each sample's
+own ``split`` (``DoneShard.split`` is None for them).
+
+The writer commits a shard in three steps, each an atomic rename or an atomic object PUT:
+``shard-NNNNNN.tar``, then ``shard-NNNNNN.parquet`` (one row per sample), then
+``shard-NNNNNN.done.json`` LAST. A shard without its ``done.json`` does not exist for any reader
+(``list_done_shards``) and is deleted by the next run (``remove_incomplete``).
 ``done.json`` also lists the inputs the shard *finishes* (accepted ones whose samples are all in it,
 rejected ones that completed since the previous shard), so it is the job's resume ledger too: the
 shard and the accounting of its inputs become visible in one atomic step.
@@ -13,6 +24,7 @@ Samples contain only ``.npy`` (``allow_pickle=False``), ``.json``, ``.flac`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -39,6 +51,7 @@ INPUTS_PARQUET = "index/inputs.parquet"
 CLIPS_PARQUET = "index/clips.parquet"
 SHARD_PREFIX = "shard-"
 DONE_SUFFIX = ".done.json"
+SPLITS = ("train", "val")  # one shard set per split: <root>/shards/<split>/
 
 # -- sample content ---------------------------------------------------------------------------
 FPS = 25
@@ -48,6 +61,13 @@ WHISPER_TOKENS_PER_FRAME = 2  # whisper.npy is [2 * T, D]
 SAMPLE_FIELDS = ("frames.mp4", "audio.flac", "whisper.npy", "landmarks.npy", "affine.npy", "json")
 ALLOWED_EXTENSIONS = (".npy", ".json", ".flac", ".mp4")  # nothing else is ever decoded
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")  # webdataset splits keys at the first dot: no dots
+
+
+def shard_dir(root: str, split: str | None) -> str:
+    """The folder of one split's shard set (``None``: the pre-split flat layout)."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split {split!r} must be one of {SPLITS}")
+    return join(root, SHARDS_DIR, split) if split else join(root, SHARDS_DIR)
 
 
 def shard_name(index: int) -> str:
@@ -154,14 +174,18 @@ def file_sha256(path: Path) -> str:
 
 
 def write_shard(storage: Storage, root: str, index: int, samples: Sequence[Sample],
-                inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Write shard ``index`` under ``<root>/shards`` (tar, parquet, then done.json last).
+                inputs: Sequence[dict[str, Any]], split: str = "train") -> dict[str, Any]:
+    """Write shard ``index`` of the ``split`` set (tar, parquet, then done.json last).
 
-    ``inputs``: the rows of the inputs this shard finishes (see module docstring). Returns the
-    done record. Each file goes to a temp name and is renamed; a failure leaves no done.json.
+    ``samples`` must all belong to ``split``; ``inputs``: the rows of the inputs this shard
+    finishes (see module docstring). Returns the done record. Each file goes to a temp name and
+    is renamed; a failure leaves no done.json.
     """
     name = shard_name(index)
-    base = join(root, SHARDS_DIR, name)
+    base = join(shard_dir(root, split), name)
+    wrong = [s.key for s in samples if s.row.get("split", split) != split]
+    if wrong:
+        raise ValueError(f"samples {wrong[:3]} do not belong to the {split!r} shard set")
     rows = [{**s.row, "key": s.key, "shard": name, "bytes": s.nbytes()} for s in samples]
     with tempfile.TemporaryDirectory(prefix="iptalker-shard-") as d:
         tar_path, pq_path = Path(d) / f"{name}.tar", Path(d) / f"{name}.parquet"
@@ -171,6 +195,7 @@ def write_shard(storage: Storage, root: str, index: int, samples: Sequence[Sampl
             "shard": name, "samples": len(samples), "bytes": tar_path.stat().st_size,
             "sha256": file_sha256(tar_path), "parquet_sha256": file_sha256(pq_path),
             "keys": [s.key for s in samples], "inputs": list(inputs), "created_unix": time.time(),
+            "split": split,
         }
         for local, suffix in ((tar_path, ".tar"), (pq_path, ".parquet")):
             tmp = temp_name(base + suffix)  # readers never see a partial tar (S3: server-side copy)
@@ -181,16 +206,17 @@ def write_shard(storage: Storage, root: str, index: int, samples: Sequence[Sampl
 
 
 def write_shard_with_retry(storage: Storage, root: str, index: int, samples: Sequence[Sample],
-                           inputs: Sequence[dict[str, Any]], *, retries: int = 3,
+                           inputs: Sequence[dict[str, Any]], *, split: str = "train", retries: int = 3,
                            backoff_s: float = 1.0) -> tuple[dict[str, Any] | None, str | None]:
     """``write_shard`` retried with exponential backoff; returns (record, None) or (None, error)."""
     error = None
     for attempt in range(retries + 1):
         try:
-            return write_shard(storage, root, index, samples, inputs), None
+            return write_shard(storage, root, index, samples, inputs, split), None
         except Exception as e:  # noqa: BLE001 - any storage error is retried, then reported
             error = f"{type(e).__name__}: {e}"
-            remove_shard(storage, root, index)
+            with contextlib.suppress(Exception):  # best effort: the next run removes leftovers too
+                remove_shard(storage, root, index, split)
             if attempt < retries:
                 time.sleep(backoff_s * 2**attempt)
     return None, error
@@ -203,35 +229,45 @@ class DoneShard:
     tar: str
     parquet: str
     record: dict[str, Any]  # the done.json content
+    split: str | None = None  # its shard set; None: a pre-split flat shard (samples of any split)
 
 
-def list_done_shards(storage: Storage, root: str) -> list[DoneShard]:
-    """The committed shards under ``<root>/shards`` (those with a done.json), in index order."""
+def _set_dirs(root: str, split: str | None) -> list[tuple[str | None, str]]:
+    """(split, folder) of the sets to list: one split's set, or all, plus the flat legacy layout."""
+    sets = [split] if split else list(SPLITS)
+    return [(s, shard_dir(root, s)) for s in sets] + [(None, shard_dir(root, None))]
+
+
+def list_done_shards(storage: Storage, root: str, split: str | None = None) -> list[DoneShard]:
+    """The committed shards (those with a done.json) of the ``split`` set (None: every set), in
+    index order. Flat pre-split shards are part of every set (their samples carry the split)."""
     out = []
-    for uri in storage.ls(join(root, SHARDS_DIR)):
-        if uri.endswith(DONE_SUFFIX) and not is_temp(uri):
-            base = uri[: -len(DONE_SUFFIX)]
-            record = json.loads(storage.read_bytes(uri))
-            out.append(DoneShard(base.rsplit("/", 1)[-1], base + ".tar", base + ".parquet", record))
+    for set_split, folder in _set_dirs(root, split):
+        for uri in storage.ls(folder):
+            if uri.endswith(DONE_SUFFIX) and not is_temp(uri):
+                base = uri[: -len(DONE_SUFFIX)]
+                record = json.loads(storage.read_bytes(uri))
+                out.append(DoneShard(base.rsplit("/", 1)[-1], base + ".tar", base + ".parquet", record, set_split))
     return sorted(out, key=lambda s: s.name)
 
 
-def remove_shard(storage: Storage, root: str, index: int) -> None:
-    base = join(root, SHARDS_DIR, shard_name(index))
+def remove_shard(storage: Storage, root: str, index: int, split: str | None = "train") -> None:
+    base = join(shard_dir(root, split), shard_name(index))
     for suffix in (DONE_SUFFIX, ".parquet", ".tar"):  # done.json first: the shard stops existing
         storage.rm(base + suffix)
 
 
 def remove_incomplete(storage: Storage, root: str) -> list[str]:
     """Delete temp files and shard files that have no done.json (what a crash leaves behind)."""
-    entries = storage.ls(join(root, SHARDS_DIR))
-    done = {u[: -len(DONE_SUFFIX)] for u in entries if u.endswith(DONE_SUFFIX) and not is_temp(u)}
     removed = []
-    for uri in entries:
-        base = uri.rsplit(".", 2)[0] if uri.endswith(DONE_SUFFIX) else uri.rsplit(".", 1)[0]
-        if is_temp(uri) or base not in done:
-            storage.rm(uri, recursive=True)
-            removed.append(uri)
+    for _, folder in _set_dirs(root, None):  # the sets' folders are entries of the flat one: keep them
+        entries = [u for u in storage.ls(folder) if u.rstrip("/").rsplit("/", 1)[-1] not in SPLITS]
+        done = {u[: -len(DONE_SUFFIX)] for u in entries if u.endswith(DONE_SUFFIX) and not is_temp(u)}
+        for uri in entries:
+            base = uri.rsplit(".", 2)[0] if uri.endswith(DONE_SUFFIX) else uri.rsplit(".", 1)[0]
+            if is_temp(uri) or base not in done:
+                storage.rm(uri, recursive=True)
+                removed.append(uri)
     return removed
 
 

@@ -8,13 +8,17 @@ Why a class and not bare fsspec calls:
 - a ``Storage`` pickles as its config only, and builds its filesystem lazily *per process*
   (an s3fs instance made before a fork is not fork-safe), so it can be shipped to Ray workers
   and DataLoader workers;
-- ``atomic_write`` is the single implementation of "temp name, then rename".
+- ``atomic_write`` is the single implementation of "temp name, then rename";
+- what goes wrong with the store itself (no credentials, a missing bucket, an unreachable
+  endpoint, access denied) becomes one ``StorageError`` (a UserError: one line, exit 2, in every
+  verb) instead of a botocore traceback; a missing object stays a FileNotFoundError.
 Credentials are never part of ``repr``/``str`` and never logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -25,6 +29,59 @@ from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+
+from pipelines.errors import UserError
+
+
+class StorageError(UserError):
+    """The store cannot be used as configured: credentials, bucket, endpoint or permissions."""
+
+
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError")
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
+                "ClientConnectorError", "ServerDisconnectedError", "ProxyConnectionError")
+_DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+           "InvalidToken", "AllAccessDisabled", "403")
+
+
+def storage_error(exc: BaseException, uri: str, endpoint: str | None) -> StorageError | None:
+    """The one-line StorageError an s3fs/botocore failure on ``uri`` stands for, or None when
+    it is not a problem of the store's configuration (a missing key, a bad file, ...)."""
+    if not is_remote(uri) or isinstance(exc, StorageError):
+        return None
+    names = {t.__name__ for t in type(exc).__mro__}
+    text = " ".join(str(exc).split())
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+    where = endpoint or "the default AWS endpoint"
+    bucket = str(uri).split("://", 1)[-1].split("/", 1)[0]
+    if names & set(_NO_CREDENTIALS):
+        return StorageError(f"no S3 credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                            "in the environment of this process and of every worker")
+    if names & set(_UNREACHABLE):
+        return StorageError(f"cannot reach the S3 endpoint {where} for {uri}: check storage.s3_endpoint_url "
+                            "(or AWS_ENDPOINT_URL) and the network")
+    if (isinstance(exc, FileNotFoundError) and "bucket does not exist" in text) or code == "NoSuchBucket":
+        return StorageError(f"S3 bucket {bucket!r} does not exist at {where} ({uri}): create it or fix the URI")
+    if isinstance(exc, PermissionError) or code in _DENIED:
+        return StorageError(f"access denied to {uri} at {where} ({text[:160]}): check the credentials and "
+                            "the bucket policy")
+    return None
+
+
+def _mapped(method):
+    """Storage method decorator: store configuration failures -> ``StorageError``."""
+
+    @functools.wraps(method)
+    def wrapper(self, uri, *args, **kwargs):
+        try:
+            return method(self, uri, *args, **kwargs)
+        except Exception as e:
+            target = next((str(a) for a in (uri, *args) if isinstance(a, str) and is_remote(a)), str(uri))
+            err = storage_error(e, target, self.endpoint())
+            if err is None:
+                raise
+            raise err from None
+    return wrapper
 
 
 @dataclass
@@ -79,10 +136,14 @@ class Storage:
         return f"Storage({self.cfg!r})"
 
     # -- filesystem resolution -------------------------------------------------------------
+    def endpoint(self) -> str | None:
+        """The S3 endpoint URL in use (config, then the AWS environment); None: AWS itself."""
+        return self.cfg.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
     def s3_options(self) -> dict[str, Any]:
         """Keyword arguments for ``s3fs.S3FileSystem`` (contain credentials: never log)."""
         c = self.cfg
-        endpoint = c.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = self.endpoint()
         opts: dict[str, Any] = {"anon": c.s3_anon}
         if c.s3_key or c.s3_secret:
             opts.update(key=c.s3_key, secret=c.s3_secret)
@@ -124,24 +185,30 @@ class Storage:
         return f"s3://{path}" if is_remote(template) else path
 
     # -- operations -----------------------------------------------------------------------
+    @_mapped
     def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO:
         if "w" in mode and not is_remote(uri):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         return self.fs(uri).open(self._path(uri), mode, **kwargs)
 
+    @_mapped
     def exists(self, uri: str) -> bool:
         return self.fs(uri).exists(self._path(uri))
 
+    @_mapped
     def isdir(self, uri: str) -> bool:
         return self.fs(uri).isdir(self._path(uri))
 
+    @_mapped
     def size(self, uri: str) -> int:
         return int(self.fs(uri).size(self._path(uri)))
 
+    @_mapped
     def read_bytes(self, uri: str) -> bytes:
         with self.open(uri, "rb") as f:
             return f.read()
 
+    @_mapped
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Atomic: readers see the old file or the whole new one, never a part."""
         with self.atomic_write(uri) as f:
@@ -152,29 +219,42 @@ class Storage:
             return  # object stores have no directories
         Path(uri).mkdir(parents=True, exist_ok=True)
 
+    @_mapped
     def ls(self, uri: str) -> list[str]:
         """Entries directly under ``uri`` (full URIs, sorted); empty when it does not exist."""
         fs = self.fs(uri)
         path = self._path(uri)
         if not fs.exists(path):
+            self._check_bucket(uri)
             return []
         fs.invalidate_cache(path)
         return sorted(self._uri(uri, p) for p in fs.ls(path, detail=False))
 
+    @_mapped
     def glob(self, pattern: str) -> list[str]:
         fs = self.fs(pattern)
         fs.invalidate_cache()
         return sorted(self._uri(pattern, p) for p in fs.glob(self._path(pattern)))
 
+    @_mapped
     def find(self, uri: str) -> list[str]:
         """All files below ``uri`` (recursive), sorted."""
         fs = self.fs(uri)
         fs.invalidate_cache()
         path = self._path(uri)
         if not fs.exists(path):
+            self._check_bucket(uri)
             return []
         return sorted(self._uri(uri, p) for p in fs.find(path))
 
+    def _check_bucket(self, uri: str) -> None:
+        """An empty listing of a missing bucket is a configuration error, not an empty folder."""
+        if is_remote(uri):
+            bucket = self._path(uri).split("/", 1)[0]
+            if not self.fs(uri).exists(bucket):
+                raise FileNotFoundError("The specified bucket does not exist")
+
+    @_mapped
     def rename(self, src: str, dst: str) -> None:
         """Atomic on local disk (os.replace); copy+delete on S3, where readers rely on markers."""
         if not is_remote(src) and not is_remote(dst):
@@ -183,12 +263,14 @@ class Storage:
             return
         self.fs(src).mv(self._path(src), self._path(dst))
 
+    @_mapped
     def rm(self, uri: str, recursive: bool = False) -> None:
         fs = self.fs(uri)
         path = self._path(uri)
         if fs.exists(path):
             fs.rm(path, recursive=recursive)
 
+    @_mapped
     def put(self, local_path: str | Path, uri: str) -> None:
         """Upload a local file (atomically on local disk: copy to temp, then rename)."""
         if is_remote(uri):
@@ -199,6 +281,7 @@ class Storage:
         shutil.copyfile(local_path, tmp)
         os.replace(tmp, uri)
 
+    @_mapped
     def get(self, uri: str, local_path: str | Path) -> None:
         self.fs(uri).get_file(self._path(uri), str(local_path))
 

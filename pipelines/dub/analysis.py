@@ -29,8 +29,8 @@ from preprocessing.faces import (
     concat_tracks,
     smooth_track,
 )
-from preprocessing.filters import content_scores
 from preprocessing.media import MediaInfo, iter_frames, prefetch
+from preprocessing.scenes import content_scores, is_cut
 
 PASS, DUB = "", "dub"
 
@@ -104,7 +104,7 @@ def track_video(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessC
         start = 0
         for i, score in enumerate(scores):
             frame = int(idx[i])
-            if score > preprocess.filters.scene_threshold and frame > 0 and frame - last_cut >= 5:
+            if is_cut(score, frame, last_cut, preprocess.filters.scene_threshold):
                 if i > start:
                     parts.append(tracker.track(frames[start:i]))
                 tracker.restart()  # a new shot: detect afresh, never follow across the cut

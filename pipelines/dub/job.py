@@ -33,7 +33,7 @@ from pipelines.dub.config import DubConfig
 from pipelines.dub.generate import MouthGenerator
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.quality import IdentityMeter, SyncMeter
-from pipelines.dub.references import select_references
+from pipelines.dub.references import dub_references
 from pipelines.dub.render import render
 from pipelines.dub.timeline import Timeline, audio_frames, plan_timeline
 from pipelines.errors import UserError
@@ -125,7 +125,7 @@ def _features(engine: DubEngine, audio: np.ndarray) -> np.ndarray:
 
 def _references(analysis: FaceAnalysis, reader: FrameReader, paster: FacePaster, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices [K], aligned crops [K, S, S, 3] uint8) of the reference frames."""
-    idx = select_references(analysis.crop_landmarks(), analysis.usable, k)
+    idx = dub_references(analysis.crop_landmarks(), analysis.usable, k)
     frames = reader.get(idx)
     return idx, np.stack([paster.crop(f, analysis.affines[i]) for f, i in zip(frames, idx, strict=True)])
 
@@ -146,20 +146,21 @@ def dub_video(video: str, audio: str, out: str, bundle: Bundle, cfg: DubConfig, 
     for unreadable inputs or a model that does not fit the configuration.
     """
     t_start = time.perf_counter()
-    engine = engine or load_engine(bundle, cfg, preprocess)
     with ExitStack() as stack:
         if storage is not None:
             video_path = stack.enter_context(storage.local_copy(video))
             audio_path = stack.enter_context(storage.local_copy(audio))
         else:
             video_path, audio_path = Path(video), Path(audio)
+        infos = _probe(video_path, "video"), _probe(audio_path, "audio")  # bad inputs fail before models load
+        engine = engine or load_engine(bundle, cfg, preprocess)
         remote_out = storage is not None and "://" in str(out)
         out_dir = Path(tempfile.mkdtemp(prefix="iptalker-dub-out-")) if remote_out else Path(out).parent
         out_dir.mkdir(parents=True, exist_ok=True)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".iptalker-dub-", dir=out_dir)))
         local_out = out_dir / Path(str(out)).name
         try:
-            report = _dub_local(video_path, audio_path, local_out, work, engine, cfg, preprocess)
+            report = _dub_local(video_path, audio_path, infos, local_out, work, engine, cfg, preprocess)
         except MediaError as e:  # a decode failure mid-way: unreadable media, one line
             raise UserError(str(e)) from None
         report.video, report.audio, report.out = str(video), str(audio), str(out)
@@ -187,9 +188,9 @@ def _finish(report: DubReport, local_out: Path, cfg: DubConfig, storage) -> None
             report.debug_video = f"{base}/{Path(report.debug_video).name}"
 
 
-def _dub_local(video: Path, audio_path: Path, out: Path, work: Path, engine: DubEngine, cfg: DubConfig,
-               preprocess: PreprocessConfig) -> DubReport:
-    info, audio_info = _probe(video, "video"), _probe(audio_path, "audio")
+def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo], out: Path, work: Path,
+               engine: DubEngine, cfg: DubConfig, preprocess: PreprocessConfig) -> DubReport:
+    info, audio_info = infos
     fps = info.fps
     if fps <= 0:
         raise UserError(f"video {video}: no frame rate in the container")

@@ -1,22 +1,22 @@
 """Quality of one dubbed output, measured while it is rendered (bounded memory).
 
-- Lip sync (LSE-D / LSE-C, syncnet_python's protocol) with the bundle's SyncNet: the output's
-  aligned crops are put on SyncNet's 25 fps grid, each 5-frame window of dubbed frames is embedded
-  as soon as it is complete (only its embedding is kept), and the distances to the new audio's
-  windows are searched over +/- max_offset frames at the end.
+- Lip sync (LSE-D / LSE-C, syncnet_python's protocol, ``pipelines.metrics.sync``) with the
+  bundle's SyncNet: the output's aligned crops are put on SyncNet's 25 fps grid, each 5-frame window
+  of dubbed frames is embedded as soon as it is complete (only its embedding is kept), and the
+  offset search against the new audio runs at the end over the longest dubbed stretch.
 - Identity: dlib 128-d face descriptor distance between matched source and output frames, on a
   few frames spread over the video (the descriptor costs ~55 ms a frame).
 """
 
 from __future__ import annotations
 
-import dlib
 import numpy as np
 import torch
 
 from iptalker_model.syncnet import SyncNet
 from pipelines.dub.generate import to_unit
-from preprocessing import dlib_models
+from pipelines.metrics.identity import face_descriptors, identity_scores
+from pipelines.metrics.sync import lse_from_embeddings
 
 METRIC_FPS = 25.0  # SyncNet's grid: 2 Whisper rows per frame
 
@@ -53,37 +53,34 @@ class SyncMeter:
             self.embeddings.append(self.net.embed_video(torch.stack(batch)).float().cpu())
             self.starts.extend(starts)
 
+    def _longest_run(self) -> tuple[int, int]:
+        """(first, count) of the longest run of consecutive dubbed windows."""
+        starts = np.asarray(self.starts, int)
+        if len(starts) == 0:
+            return 0, 0
+        breaks = np.flatnonzero(np.diff(starts) != 1) + 1
+        bounds = np.concatenate([[0], breaks, [len(starts)]])
+        k = int(np.argmax(np.diff(bounds)))
+        return int(bounds[k]), int(bounds[k + 1] - bounds[k])
+
     @torch.inference_mode()
     def result(self) -> dict:
-        """{"lse_d", "lse_c", "offset", "windows"}; None values when too few dubbed windows."""
-        n_audio = min(len(self.source), len(self.rows) // 2) - self.t + 1
-        starts = np.array([s for s in self.starts if s < n_audio], int)
-        if len(starts) < 2 * self.max_offset + 1 or n_audio < 1:
-            return {"lse_d": None, "lse_c": None, "offset": None, "windows": int(len(starts))}
-        video = torch.cat(self.embeddings)[: len(starts)]  # [W, E]
-        idx = 2 * np.arange(n_audio)[:, None] + np.arange(2 * self.t)  # [n_audio, 2T]
+        """{"lse_d", "lse_c", "offset", "windows"} over the longest dubbed stretch (None when it is
+        too short for the offset search)."""
+        first, count = self._longest_run()
+        if count == 0:
+            return {"lse_d": None, "lse_c": None, "offset": None, "windows": 0}
+        s0 = self.starts[first]
+        count = min(count, len(self.rows) // 2 - self.t + 1 - s0)  # windows whose audio exists
+        if count <= self.max_offset:
+            return {"lse_d": None, "lse_c": None, "offset": None, "windows": int(max(count, 0))}
+        video = torch.cat(self.embeddings)[first:first + count]  # [W, E]
+        idx = 2 * (s0 + np.arange(count))[:, None] + np.arange(2 * self.t)  # [W, 2T] rows
         audio = torch.cat([self.net.embed_audio(torch.from_numpy(self.rows[idx[i:i + 256]].astype(np.float32))
                                                 .to(self.device)).float().cpu()
-                           for i in range(0, n_audio, 256)])  # [n_audio, E]
-        offsets = np.arange(-self.max_offset, self.max_offset + 1)
-        means = []
-        for off in offsets:  # mean distance over the windows whose shifted audio exists
-            a = starts + off
-            ok = (a >= 0) & (a < n_audio)
-            means.append(float((video[ok] - audio[a[ok]]).norm(dim=1).mean()) if ok.any() else np.inf)
-        means = np.array(means)
-        best = int(np.argmin(means))
-        finite = means[np.isfinite(means)]
-        return {"lse_d": float(means[best]), "lse_c": float(np.median(finite) - means[best]),
-                "offset": int(offsets[best]), "windows": int(len(starts))}
-
-
-def face_descriptor(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """dlib 128-d identity descriptor of the face in crop [H, W, 3] uint8 with its 68 landmarks [68, 2]."""
-    lo, hi = landmarks.min(0), landmarks.max(0)
-    rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
-    shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
-    return np.array(dlib_models.face_descriptor_model().compute_face_descriptor(np.ascontiguousarray(crop), shape))
+                           for i in range(0, count, 256)])  # [W, E]
+        lse = lse_from_embeddings(video, audio, self.max_offset)
+        return {"lse_d": lse.distance, "lse_c": lse.confidence, "offset": lse.offset, "windows": count}
 
 
 class IdentityMeter:
@@ -100,8 +97,15 @@ class IdentityMeter:
         self.pairs.append((source_crop, output_crop, landmarks))
 
     def result(self) -> dict:
-        """{"identity_distance": mean dlib distance (same person < 0.6), "frames": n}."""
+        """{"identity_distance": mean dlib distance (same person < 0.6), "identity_cosine", "frames"}.
+
+        The source frame's landmarks locate the face in both crops (the dub moves only the mouth).
+        """
         if not self.pairs:
-            return {"identity_distance": None, "frames": 0}
-        dists = [float(np.linalg.norm(face_descriptor(s, lm) - face_descriptor(o, lm))) for s, o, lm in self.pairs]
-        return {"identity_distance": float(np.mean(dists)), "frames": len(dists)}
+            return {"identity_distance": None, "identity_cosine": None, "frames": 0}
+        source, output, lms = (np.stack(x) for x in zip(*self.pairs, strict=True))
+        scores = identity_scores(output, source, generated_desc=face_descriptors(output, lms),
+                                 source_desc=face_descriptors(source, lms))
+        ok = scores.frames > 0
+        return {"identity_distance": scores.distance if ok else None,
+                "identity_cosine": scores.cosine if ok else None, "frames": scores.frames}

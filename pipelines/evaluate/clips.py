@@ -52,6 +52,7 @@ def _decode(key: str, files: dict, spec: WindowSpec, max_frames: int) -> dict:
     clip = decode_clip({**files, "__key__": key}, spec)
     n = min(len(clip["frames"]), len(clip["whisper"]) // 2, max_frames)
     clip["frames"], clip["whisper"] = clip["frames"][:n], clip["whisper"][:2 * n]
+    clip["landmarks"], clip["rms"] = clip["landmarks"][:n], clip["rms"][:n]
     try:
         audio, rate = soundfile.read(io.BytesIO(files["audio.flac"]), dtype="float32", always_2d=True)
         clip["audio"] = audio.mean(1) if rate == contract.SAMPLE_RATE else None
@@ -79,10 +80,11 @@ def window_starts(n: int, t: int) -> list[int]:
     return starts + ([n - t] if starts[-1] + t < n else [])
 
 
-def draw_references(n: int, t: int, k: int, seed: int) -> list[np.ndarray]:
-    """One reference set per window (``window_starts``), the loader's draw, seeded per clip."""
+def draw_references(landmarks: np.ndarray, t: int, k: int, seed: int) -> list[np.ndarray]:
+    """One reference set per window (``window_starts``), the loader's selection, seeded per clip;
+    landmarks [N, 68, 2] of the clip."""
     rng = np.random.default_rng(seed)
-    return [reference_indices(n, s, t, k, rng) for s in window_starts(n, t)]
+    return [reference_indices(landmarks, s, t, k, rng) for s in window_starts(len(landmarks), t)]
 
 
 def baselines(frames: np.ndarray, refs: list[np.ndarray], cfg) -> dict[str, np.ndarray]:

@@ -80,7 +80,7 @@ def evaluate_clip(clip: dict, driver: dict | None, model, syncnet, public, cfg: 
                   seed: int) -> tuple[dict, dict]:
     """Scores {setting: {candidate: {metric: v}}} for one clip, and its videos for the report."""
     mcfg, frames = model.cfg, clip["frames"]
-    refs = draw_references(len(frames), mcfg.sync_frames, mcfg.num_references, seed)
+    refs = draw_references(clip["landmarks"], mcfg.sync_frames, mcfg.num_references, seed)
     videos = baselines(frames, refs, mcfg)
     videos["model"] = generate(model, frames, clip["whisper"], refs)
     faces = {name: Face.of(v, cfg.identity_every) for name, v in videos.items()}

@@ -1,7 +1,6 @@
 """``TrainConfig``: everything ``iptalker train`` needs besides the model and tracking settings.
 
-A light module (stdlib only) so the settings loader and the CLI can import it without pulling in
-torch or DeepSpeed. The ZeRO layout lives in ``configs/deepspeed/zero{0,1,2,3}.json``; the values
+A light module (no DeepSpeed, no MLflow) so the settings loader and the CLI can import it cheaply. The ZeRO layout lives in ``configs/deepspeed/zero{0,1,2,3}.json``; the values
 that file marks ``"auto"`` (batch size, precision, schedule length) come from here, so each fact
 has one home.
 """
@@ -12,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config_dict import strict_from_dict
+from iptalker_model.config import build_dataclass
+from preprocessing.config import ReferenceConfig
 
 STAGES = ("syncnet", "iptalker")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 5
     max_steps: int = 40
+    # the syncnet stage of a two-stage run (demo, recipes): 0 = the same as the values above
+    syncnet_max_steps: int = 0
+    syncnet_lr: float = 0.0
+    syncnet_batch_size: int = 0
     seed: int = 1234
     # --- data ---
     num_workers: int = 1                # DataLoader workers per rank
@@ -43,12 +47,15 @@ class TrainConfig:
     windows_per_clip: int = 4           # windows cut from one decoded clip
     epoch_batches: int = 1000           # batches per rank per nominal epoch (resampled stream)
     val_batches: int = 2
+    reference_spread: str = ReferenceConfig.spread            # preprocessing.references, "random"
+    reference_exclude_radius: int = ReferenceConfig.exclude_radius
+    reference_pose_fraction: float = ReferenceConfig.pose_fraction
     # --- cadence (in optimizer steps) ---
     log_every: int = 5
     val_every: int = 20
     sample_every: int = 20
     save_every: int = 20
-    resume: bool = False                # continue from <out_dir>/checkpoints/*/latest
+    resume: bool = False                # continue from the newest complete checkpoint
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -61,10 +68,20 @@ class TrainConfig:
             bad("zero_stage", "must be 0, 1, 2 or 3")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             bad("precision", "choose auto, fp32, bf16 or fp16")
+        try:
+            _ = self.reference
+        except ValueError as e:
+            raise ValueError(f"train.reference_{e}") from None
         for name in ("batch_size", "grad_accum", "max_steps", "windows_per_clip", "epoch_batches",
                      "log_every", "val_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
+
+    @property
+    def reference(self) -> ReferenceConfig:
+        """How the loader picks the K reference frames of each window."""
+        return ReferenceConfig(self.reference_exclude_radius, self.reference_pose_fraction,
+                               self.reference_spread)
 
     @property
     def deepspeed_json(self) -> Path:
@@ -78,4 +95,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return strict_from_dict(cls, d, "train")
+        return build_dataclass(cls, d, label="train")

@@ -24,14 +24,21 @@ from pipelines.train import checkpointing
 MODEL_STATES = "mp_rank_00_model_states.pt"
 
 
-def resolve_save_dir(ckpt_dir: str | Path) -> Path:
-    """Accept the run's out_dir, its ``checkpoints/`` or the network's save dir (with ``latest``)."""
+def resolve_save_dir(ckpt_dir: str | Path) -> tuple[Path, str]:
+    """(the main network's save dir, its newest complete tag) from the run's out_dir, its
+    ``checkpoints/`` or ``checkpoints/model``. Tags without a complete-marker (a save that was
+    killed) are never exported; a DeepSpeed ``latest`` file is used only for checkpoints written
+    before the markers existed."""
     p = Path(ckpt_dir)
+    for root in (p / "checkpoints", p, p.parent):
+        tag = checkpointing.latest_tag(root) if (root / checkpointing.COMPLETE_DIR).is_dir() else None
+        if tag and (root / checkpointing.MODEL / tag).is_dir():
+            return root / checkpointing.MODEL, tag
     for cand in (p, p / checkpointing.MODEL, p / "checkpoints" / checkpointing.MODEL):
-        if (cand / "latest").is_file():
-            return cand
-    raise FileNotFoundError(f"no DeepSpeed checkpoint (a 'latest' file) under {p}; "
-                            "pass the training out_dir or its checkpoints/model folder")
+        if (cand / "latest").is_file():  # DeepSpeed's own pointer (older runs)
+            return cand, (cand / "latest").read_text().strip()
+    raise FileNotFoundError(f"no complete checkpoint under {p}; pass the training out_dir or its "
+                            "checkpoints folder (a save counts once checkpoints/complete/<tag>.json exists)")
 
 
 def _safe_globals() -> list:
@@ -83,8 +90,8 @@ def export_checkpoint(ckpt_dir: str | Path, out_path: str | Path, tag: str | Non
     The network (SyncNet or IPTalker) and its ModelConfig come from the job config saved beside
     the checkpoint, so the caller needs to know nothing about the run.
     """
-    save_dir = resolve_save_dir(ckpt_dir)
-    tag = tag or checkpointing.latest_tag(save_dir)
+    save_dir, newest = resolve_save_dir(ckpt_dir)
+    tag = tag or newest
     job = json.loads((save_dir / tag / "config.json").read_text())
     cfg = ModelConfig.from_dict(job["model"])
     module = SyncNet(cfg) if job["train"]["stage"] == "syncnet" else IPTalker(cfg)

@@ -29,12 +29,13 @@ from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator
 from iptalker_model import training as task
 from iptalker_model.checkpoint import load_syncnet
 from pipelines import tracking
-from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader
+from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader, has_split
 from pipelines.data.storage import Storage, StorageConfig
 from pipelines.tracking import TrackingConfig
 from pipelines.train import checkpointing, engines
 from pipelines.train.config import TrainConfig
 from pipelines.train.samples import write_sample_grid, write_sample_video
+from pipelines.train.val_metrics import DubbingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Trainer:
         return expert
 
     def build_loaders(self) -> None:
-        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model)
+        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model, self.cfg.reference)
         storage = Storage(self.job.storage)
         # a resumed job continues with a fresh stream instead of replaying the first batches
         seed = self.data_seed * 100_003 + self.step
@@ -119,8 +120,14 @@ class Trainer:
             cfg.data, spec, batch_size=cfg.batch_size, rank=self.rank, seed=seed,
             num_workers=cfg.num_workers, shuffle_buffer=cfg.shuffle_buffer,
             windows_per_clip=cfg.windows_per_clip, epoch_batches=cfg.epoch_batches, storage=storage)
-        self.val_loader = build_val_loader(cfg.data, spec, batch_size=cfg.batch_size,
-                                           max_batches=cfg.val_batches, seed=cfg.seed, storage=storage)
+        self.val_loader = None
+        if has_split(cfg.data, "val", storage):
+            self.val_loader = build_val_loader(cfg.data, spec, batch_size=cfg.batch_size,
+                                               max_batches=cfg.val_batches, seed=cfg.seed, storage=storage)
+        elif self.is_main():
+            print(f"no validation samples in {cfg.data} (its val shard set is empty): training without "
+                  "validation; curate with curate.val_fraction > 0 or curate.val_identities to get them",
+                  file=sys.stderr, flush=True)
 
     def start_tracking(self) -> None:
         """Rank 0 opens (or reopens, on resume) the MLflow run; all ranks learn its id."""
@@ -248,23 +255,30 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean losses on the identity-disjoint val split (all ranks), plus a sample grid."""
+        """Mean losses on the identity-disjoint val split (all ranks), plus a sample grid; for
+        IPTalker also mouth-audio correlation and LSE-D/C of the generated windows."""
+        if self.val_loader is None:
+            return {}
         main = self.engines[checkpointing.MODEL]
         main.eval()
         sums, n, first = defaultdict(float), 0, None
+        dubbing = DubbingMetrics(self.job.model, self.syncnet)
         for raw in self.val_loader:
             batch = self.to_device(raw)
             if self.cfg.stage == "syncnet":
                 out = task.syncnet_losses(main, batch)
             else:
                 out = task.generator_losses(main, None, self.syncnet, batch, self.job.loss)
+                dubbing.add(batch, out["output"])
             if first is None:
                 first = (batch, out.get("output"))
             for k, v in scalars(out).items():
                 sums[f"val_{k}"] += v
             n += 1
         main.train()
-        metrics = engines.mean_over_ranks({k: v / n for k, v in sums.items()}) if n else {}
+        means = {k: v / n for k, v in sums.items()}
+        means.update({f"val_{k}": v for k, v in dubbing.result().items()})
+        metrics = engines.mean_over_ranks(means) if n else {}
         if self.is_main() and first is not None:
             self.log_samples(*first)
             if self.run_id and metrics:
@@ -296,7 +310,7 @@ class Trainer:
                   file=sys.stderr, flush=True)
 
     def resume(self) -> None:
-        """Continue from ``latest``: weights, optimizer, LR schedule, step, data seed, run id."""
+        """Continue from the newest complete checkpoint: weights, optimizer, LR schedule, step, data seed, run id."""
         state = checkpointing.load(self.engines, self.cfg.out_dir, self.cfg.stage)
         if state is None:
             if self.is_main():

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 FPS = 25.0
 
 
-def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int, scale: float = 1.5) -> torch.Tensor:
-    """[T, H, W, 3] uint8 + boxes [T, 4] -> [T, 3, size, size] in [-1, 1], square crops around boxes."""
+def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int, scale: float = 1.5,
+               landmarks: np.ndarray | None = None):
+    """[T, H, W, 3] uint8 + boxes [T, 4] -> [T, 3, size, size] in [-1, 1], square crops around
+    boxes; with landmarks [T, 68, 2] (frame pixels) also returns them in crop fractions."""
     t, h, w, _ = frames.shape
     box = np.median(boxes, axis=0)                   # one crop per clip: head motion stays in
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -24,7 +26,11 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int, scale: float = 
     x0, x1 = int(max(cx - half, 0)), int(min(cx + half, w))
     y0, y1 = int(max(cy - half, 0)), int(min(cy + half, h))
     x = torch.from_numpy(frames[:, y0:y1, x0:x1]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    crops = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if landmarks is None:
+        return crops
+    fractions = (landmarks - np.float32([x0, y0])) / np.float32([x1 - x0, y1 - y0])
+    return crops, torch.from_numpy(fractions.astype(np.float32))
 
 
 def audio_rows(audio: np.ndarray, n_frames: int) -> torch.Tensor:
@@ -43,8 +49,9 @@ def load_clips(seeds, size: int, seconds: float = 3.0) -> list[dict]:
     clips = []
     for seed in seeds:
         clip = render_clip(seed, seconds=seconds, size=(192, 192), fps=FPS)
-        frames = face_crops(clip.frames, clip.face_box, size)
-        clips.append({"frames": frames, "rows": audio_rows(clip.audio, len(frames))})
+        frames, landmarks = face_crops(clip.frames, clip.face_box, size, landmarks=clip.landmarks)
+        clips.append({"frames": frames, "rows": audio_rows(clip.audio, len(frames)),
+                      "landmarks": landmarks, "mouth_open": clip.mouth_open})
     return clips
 
 
@@ -58,7 +65,7 @@ def window_rows(rows: torch.Tensor, centre: int, context: int) -> torch.Tensor:
 def sample_batch(clips: list[dict], cfg, batch_size: int, gen: torch.Generator, t: int | None = None) -> dict:
     """A batch following iptalker_model/batch.py, drawn at random from clips."""
     t = t or cfg.sync_frames
-    out = {k: [] for k in ("frames", "references", "audio", "sync_audio", "sync_audio_off")}
+    out = {k: [] for k in ("frames", "references", "audio", "sync_audio", "sync_audio_off", "landmarks")}
     for _ in range(batch_size):
         clip = clips[int(torch.randint(len(clips), (1,), generator=gen))]
         frames, rows = clip["frames"], clip["rows"]
@@ -74,18 +81,5 @@ def sample_batch(clips: list[dict], cfg, batch_size: int, gen: torch.Generator, 
         out["audio"].append(torch.stack([window_rows(rows, i, cfg.audio_context) for i in range(t0, t0 + t)]))
         out["sync_audio"].append(rows[2 * t0 : 2 * (t0 + t)])
         out["sync_audio_off"].append(rows[2 * t1 : 2 * (t1 + t)])
+        out["landmarks"].append(clip["landmarks"][t0 : t0 + t])
     return {k: torch.stack(v) for k, v in out.items()}
-
-
-def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0) -> dict:
-    """A batch with the shapes of iptalker_model/batch.py, random values."""
-    g = torch.Generator().manual_seed(seed)
-    t = t or cfg.sync_frames
-    s, k, a, d = cfg.image_size, cfg.num_references, cfg.audio_rows, cfg.audio_dim
-    return {
-        "frames": torch.rand(b, t, 3, s, s, generator=g) * 2 - 1,
-        "references": torch.rand(b, k, 3, s, s, generator=g) * 2 - 1,
-        "audio": torch.randn(b, t, a, d, generator=g),
-        "sync_audio": torch.randn(b, 2 * t, d, generator=g),
-        "sync_audio_off": torch.randn(b, 2 * t, d, generator=g),
-    }

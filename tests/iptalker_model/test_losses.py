@@ -2,9 +2,18 @@ import pytest
 import torch
 
 from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet
-from iptalker_model.losses import VGGPerceptual, flow_smoothness, load_perceptual, psnr, ssim
+from iptalker_model.batch import random_batch
+from iptalker_model.losses import (
+    VGGPerceptual,
+    flow_smoothness,
+    load_perceptual,
+    masked_l1,
+    psnr,
+    ssim,
+    warp_loss,
+)
+from iptalker_model.mask import lower_face_mask, mouth_box, mouth_region
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
-from tests.iptalker_model.clips import random_batch
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +35,39 @@ def test_flow_smoothness_is_zero_for_a_constant_flow():
     assert flow_smoothness(torch.randn(1, 5, 2, 16, 16)) > 0
 
 
+def test_mouth_region_follows_the_landmarks_not_the_mask(cfg):
+    """An error on the cheek (inside the mask, outside the lips) moves the frame L1 but not the
+    mouth L1; the same error on the lips moves the mouth L1 far more: two different terms."""
+    lm = random_batch(cfg)["landmarks"][0, :1]                           # [1, 68, 2]
+    region = mouth_region(lm, cfg)                                      # [1, 1, S, S]
+    hidden = lower_face_mask(cfg)
+    assert 0 < region.sum() < 0.5 * (hidden > 0.5).sum()
+    target = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+    cheek = target.clone()
+    cheek[..., -3:, :3] = 1.0                                           # bottom-left corner
+    lips = target + region                                              # the lips box only
+    assert masked_l1(cheek, target, region) == 0 and masked_l1(lips, target, region) == 1.0
+    rows, cols = mouth_box(cfg, lm)
+    assert region[0, 0, rows, cols].all() and region.sum() == region[0, 0, rows, cols].sum()
+
+
+def test_warp_loss_follows_the_confidences():
+    """A reference the model does not trust (confidence ~0) costs nothing; a trusted one does."""
+    target = torch.zeros(1, 3, 8, 8)
+    warped = torch.stack([target, target + 1.0], 1)                    # [1, K=2, 3, 8, 8]
+    hidden = torch.ones(1, 1, 8, 8)
+    trust_good = torch.stack([torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)], 1)
+    assert warp_loss(warped, trust_good, target, hidden) < 1e-3
+    assert warp_loss(warped, trust_good.flip(1), target, hidden) > 0.99
+
+
 def test_generator_losses_terms_and_weighted_total(cfg):
     torch.manual_seed(0)
     lc = LossConfig(perceptual_weight=0.0)
     losses = generator_losses(IPTalker(cfg), PatchDiscriminator(cfg), SyncNet(cfg), random_batch(cfg), lc)
     terms = {k: v for k, v in losses.items() if k.endswith("_loss") and k != "total_loss"}
     assert set(terms) == {"l1_loss", "ssim_loss", "mouth_l1_loss", "mouth_ssim_loss", "warp_loss",
-                          "flow_smooth_loss", "gan_loss", "sync_loss"}
+                          "pyramid_warp_loss", "flow_smooth_loss", "gan_loss", "sync_loss"}
     total = sum(lc.weight(k) * v for k, v in terms.items())
     assert torch.allclose(losses["total_loss"], total)
     assert losses["output"].shape == random_batch(cfg)["frames"].shape

@@ -30,7 +30,7 @@ def speech(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extractor():
-    return WhisperFeatureExtractor(WhisperConfig(seed=0))
+    return WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=0))
 
 
 def _jumps(x: np.ndarray) -> np.ndarray:
@@ -51,9 +51,9 @@ def test_two_float16_rows_per_video_frame(extractor, speech):
 
 def test_random_init_warns_loudly_and_is_seeded(caplog, speech):
     with caplog.at_level(logging.WARNING):
-        a = WhisperFeatureExtractor(WhisperConfig(seed=3))
+        a = WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=3))
     assert "NOT PRETRAINED" in caplog.text
-    b, c = WhisperFeatureExtractor(WhisperConfig(seed=3)), WhisperFeatureExtractor(WhisperConfig(seed=4))
+    b, c = WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=3)), WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=4))
     clip = speech["short"][:16000]
     np.testing.assert_array_equal(a(clip, 25), b(clip, 25))
     assert not np.array_equal(a(clip, 25), c(clip, 25))
@@ -73,7 +73,7 @@ def test_openai_checkpoint_is_loaded_with_weights_only(tmp_path, extractor, spee
 
 
 def test_padded_batch_runs_one_forward_and_matches_single_calls(speech):
-    padded = WhisperFeatureExtractor(WhisperConfig(seed=0, pad_short_to_30s=True))
+    padded = WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=0, pad_short_to_30s=True))
     clips = [speech["short"][:16000], speech["short"][8000:40000], speech["short"]]
     frames = [25, 50, int(len(speech["short"]) / 16000 * 25)]
     calls = []
@@ -98,7 +98,7 @@ def test_short_audio_is_encoded_at_its_own_length(extractor, speech):
     finally:
         hook.remove()
     assert lengths == [100] and short.shape == (100, extractor.dim)
-    padded = WhisperFeatureExtractor(WhisperConfig(seed=0, pad_short_to_30s=True))(speech["short"][:32000], 50)
+    padded = WhisperFeatureExtractor(WhisperConfig(allow_random=True, seed=0, pad_short_to_30s=True))(speech["short"][:32000], 50)
     assert padded.shape == short.shape
     assert np.abs(padded.astype(np.float32) - short.astype(np.float32)).mean() > 1e-3
 
@@ -151,3 +151,36 @@ def test_contiguous_clips_share_one_encoding_and_gaps_split_runs(speech, extract
     np.testing.assert_array_equal(feats[2], extractor(audios[2], 30))  # after the gap: on its own
     alone = extractor(audios[1], 35)  # the second clip encoded without its neighbour's context
     assert not np.array_equal(alone, feats[1])
+
+
+def test_no_checkpoint_without_opt_in_is_refused():
+    from preprocessing.audio_features import EncoderConfigError, build_encoder
+
+    with pytest.raises(EncoderConfigError, match=r"preprocess\.whisper\.checkpoint is not set"):
+        build_encoder(WhisperConfig())
+
+
+def test_encoder_identity_tells_encoders_apart(tmp_path):
+    """The tensor hash: same seed -> same sha256 (also once saved to a .pt file), another
+    seed -> another; check_encoder refuses a mismatch in one line naming the key."""
+    from preprocessing.audio_features import (
+        EncoderConfigError,
+        build_encoder,
+        check_encoder,
+        encoder_identity,
+    )
+
+    a, a2 = encoder_identity(WhisperConfig(allow_random=True, seed=0)), encoder_identity(WhisperConfig(allow_random=True, seed=0))
+    b = encoder_identity(WhisperConfig(allow_random=True, seed=1))
+    assert a == a2 and a["sha256"] != b["sha256"] and a["random_init"] and a["name"].startswith("random-init")
+    enc, dims = build_encoder(WhisperConfig(allow_random=True, seed=0))
+    path = tmp_path / "enc.pt"
+    torch.save({"dims": dims.__dict__, "model_state_dict": {f"encoder.{k}": v for k, v in enc.state_dict().items()}}, path)
+    saved = encoder_identity(WhisperConfig(checkpoint=str(path)))
+    assert saved["sha256"] == a["sha256"] and not saved["random_init"] and saved["name"] == "enc.pt"
+    check_encoder(a, WhisperConfig(checkpoint=str(path)))  # same weights, other container: accepted
+    with pytest.raises(EncoderConfigError, match="preprocess.whisper.checkpoint") as e:
+        check_encoder(a, WhisperConfig(allow_random=True, seed=1))
+    assert "\n" not in str(e.value) and a["sha256"][:12] in str(e.value)
+    with pytest.raises(EncoderConfigError, match="records no Whisper encoder"):
+        check_encoder({}, WhisperConfig(allow_random=True))

@@ -20,6 +20,7 @@ from pipelines.data.storage import Storage
 from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
 from tests.conftest import REPO, free_port
 from tests.fixtures import curate_standins as standins
+from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).with_name("ray")
@@ -109,7 +110,8 @@ def test_cli_job_runs_on_a_started_local_ray_cluster(tmp_path):
                         "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
                         "--disable-usage-stats", *ports], env=env, check=True, timeout=120, capture_output=True)
         cli = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(tmp_path / "in"),
-               "--output", str(tmp_path / "ds"), "--address", f"127.0.0.1:{port}", "--no-progress"]
+               "--output", str(tmp_path / "ds"), "--address", f"127.0.0.1:{port}", "--no-progress",
+               "--set", ALLOW_RANDOM_SET]
         run = subprocess.run(cli, env=env, cwd=tmp_path, timeout=400, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
         # the driver joined the cluster (no second local instance) and the work ran there

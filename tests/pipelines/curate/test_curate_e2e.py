@@ -21,8 +21,8 @@ from pipelines.curate.config import CurateConfig
 from pipelines.curate.job import run_curation
 from pipelines.data import shards
 from pipelines.data.storage import Storage, StorageConfig, join
-from preprocessing.config import PreprocessConfig
 from preprocessing.synthetic.corpus import BAD_KINDS, generate_corpus, write_bad_inputs
+from tests.fixtures.whisper import ALLOW_RANDOM_SET, random_preprocess
 
 pytestmark = pytest.mark.slow
 
@@ -83,12 +83,17 @@ def check_dataset(storage: Storage, root: str, listed: set[str], uri_of) -> None
         meta = s["json"]
         assert meta["frames"] == t and meta["split"] in ("train", "val") and meta["identity"]
         assert len(meta["source_sha256"]) == 64 and meta["face_size"] > 0 and "blur" in meta["scores"]
+        assert meta["whisper_encoder"]["random_init"] and meta["whisper_encoder"]["name"].startswith("random-init")
+    encoder = json.loads(storage.read_bytes(join(root, shards.DATASET_JSON)))["whisper"]
+    assert encoder["random_init"] and encoder["name"].startswith("random-init") and len(encoder["sha256"]) == 64
+    assert {s["json"]["whisper_encoder"]["sha256"] for s in samples} == {encoder["sha256"]}
 
 
 def test_iptalker_curate_cli_end_to_end(corpus, tmp_path):
     out = tmp_path / "ds"
     cmd = [str(Path(sys.executable).with_name("iptalker")), "curate", "--input", str(corpus), "--output", str(out),
-           "--set", f"ray.temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2", "--set", "curate.val_identities=[id01]"]
+           "--set", f"ray.temp_dir=/tmp/rt-e{os.getpid()}", "--set", "curate.shard_max_samples=2", "--set", "curate.val_identities=[id01]",
+           "--set", ALLOW_RANDOM_SET]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -107,7 +112,7 @@ def test_curate_end_to_end_on_s3(corpus, s3_bucket):
         st.put(path, join(s3_bucket, "raw", str(Path(path).relative_to(corpus))))
     root = join(s3_bucket, "datasets", "v1")
     summary = run_curation([join(s3_bucket, "raw")], root, CurateConfig(),
-                           PreprocessConfig(), StorageConfig(), ray_temp_dir=f"/tmp/rt-s{os.getpid()}",
+                           random_preprocess(), StorageConfig(), ray_temp_dir=f"/tmp/rt-s{os.getpid()}",
                            progress=False)
     listed = {join(s3_bucket, "raw", str(Path(p).relative_to(corpus))) for p in video_files(corpus)}
     check_dataset(st, root, listed, lambda rel: join(s3_bucket, "raw", rel))

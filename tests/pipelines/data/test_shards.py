@@ -12,13 +12,13 @@ from pipelines.data import shards
 from pipelines.data.storage import Storage, join
 
 
-def make_sample(video_id: str, clip: int, t: int = 5, d: int = 8) -> shards.Sample:
+def make_sample(video_id: str, clip: int, t: int = 5, d: int = 8, split: str = "train") -> shards.Sample:
     key = shards.sample_key(video_id, clip)
     files = shards.encode_sample(
         frames_mp4=b"\x00fake-mp4", audio_flac=b"fLaC-fake", whisper=np.ones((2 * t, d), np.float32),
         landmarks=np.zeros((t, 68, 2), np.float32), affine=np.zeros((t, 2, 3), np.float32),
-        meta={"key": key, "identity": "a", "split": "train"})
-    return shards.Sample(key, files, {"video_id": video_id, "clip": clip, "identity": "a"})
+        meta={"key": key, "identity": "a", "split": split})
+    return shards.Sample(key, files, {"video_id": video_id, "clip": clip, "identity": "a", "split": split})
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -48,8 +48,9 @@ def test_write_then_read_with_public_webdataset(root):
     assert record["samples"] == 3 and record["keys"] == [s.key for s in samples]
     done = shards.list_done_shards(st, root)
     assert [d.name for d in done] == ["shard-000000"] and done[0].record["sha256"] == record["sha256"]
-    names = sorted(u.rsplit("/", 1)[-1] for u in st.ls(join(root, "shards")))
+    names = sorted(u.rsplit("/", 1)[-1] for u in st.ls(join(root, "shards", "train")))
     assert names == ["shard-000000.done.json", "shard-000000.parquet", "shard-000000.tar"]
+    assert done[0].split == "train" and done[0].record["split"] == "train"
 
     with st.local_copy(done[0].tar) as local:
         got = list(wds.WebDataset(str(local), shardshuffle=False).decode())
@@ -67,13 +68,22 @@ def test_incomplete_shards_are_invisible_and_removed(root):
     st = Storage()
     shards.write_shard(st, root, 0, [make_sample("v_1", 0)], [])
     shards.write_shard(st, root, 1, [make_sample("v_2", 0)], [])
-    st.rm(join(root, "shards", "shard-000001.done.json"))  # a crash before the commit marker
-    st.write_bytes(join(root, "shards", ".tmp-abc-shard-000002.tar"), b"partial")
-    assert [d.name for d in shards.list_done_shards(st, root)] == ["shard-000000"]
+    shards.write_shard(st, root, 2, [make_sample("v_3", 0, split="val")], [], "val")
+    st.rm(join(root, "shards", "train", "shard-000001.done.json"))  # a crash before the commit marker
+    st.write_bytes(join(root, "shards", "train", ".tmp-abc-shard-000003.tar"), b"partial")
+    st.write_bytes(join(root, "shards", "val", ".tmp-abc-shard-000004.tar"), b"partial")
+    assert [d.name for d in shards.list_done_shards(st, root)] == ["shard-000000", "shard-000002"]
+    assert [d.name for d in shards.list_done_shards(st, root, "val")] == ["shard-000002"]
     removed = shards.remove_incomplete(st, root)
-    assert len(removed) == 3
-    names = sorted(u.rsplit("/", 1)[-1] for u in st.ls(join(root, "shards")))
+    assert len(removed) == 4
+    names = sorted(u.rsplit("/", 1)[-1] for u in st.ls(join(root, "shards", "train")))
     assert names == ["shard-000000.done.json", "shard-000000.parquet", "shard-000000.tar"]
+    assert len(st.ls(join(root, "shards", "val"))) == 3  # the val set is untouched
+
+
+def test_a_shard_holds_one_split(tmp_path):
+    with pytest.raises(ValueError, match="do not belong to the .train. shard set"):
+        shards.write_shard(Storage(), str(tmp_path), 0, [make_sample("v_1", 0, split="val")], [], "train")
 
 
 def test_failing_write_is_retried_then_reported(tmp_path, monkeypatch):
@@ -97,4 +107,4 @@ def test_failing_write_is_retried_then_reported(tmp_path, monkeypatch):
                                                   retries=2, backoff_s=0.0)
     assert record is None and "gone" in error
     assert [d.name for d in shards.list_done_shards(st, str(tmp_path))] == ["shard-000000"]
-    assert json.loads(st.read_bytes(str(tmp_path / "shards" / "shard-000000.done.json")))["samples"] == 1
+    assert json.loads(st.read_bytes(str(tmp_path / "shards" / "train" / "shard-000000.done.json")))["samples"] == 1

@@ -75,3 +75,76 @@ def test_credentials_never_in_repr():
     cfg = StorageConfig(s3_endpoint_url="http://127.0.0.1:1", s3_key="AKIASECRET", s3_secret="topsecret")
     text = repr(cfg) + repr(Storage(cfg)) + str(cfg.public_dict())
     assert "AKIASECRET" not in text and "topsecret" not in text
+
+
+# -- what goes wrong with the store: one StorageError (a UserError) each -------------------------
+@pytest.fixture
+def no_credentials(monkeypatch, s3_endpoint):
+    """The loopback endpoint, with no credentials anywhere botocore looks."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return s3_endpoint
+
+
+@pytest.fixture(scope="module")
+def auth_endpoint(tmp_path_factory):
+    """A second loopback moto server that checks credentials (unknown keys get 403)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from pipelines.train.engines import free_port
+    from tests.fixtures.servers import start_http_server
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_http_server([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                             url + "/moto-api/", tmp_path_factory.mktemp("moto-auth") / "moto.log",
+                             env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, timeout_s=30)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_no_credentials_is_one_storage_error(no_credentials):
+    from pipelines.data.storage import StorageError
+
+    with pytest.raises(StorageError, match="no S3 credentials for s3://data/x.*AWS_ACCESS_KEY_ID"):
+        Storage().ls("s3://data/x")
+
+
+def test_missing_bucket_is_one_storage_error(s3_endpoint):
+    from pipelines.data.storage import StorageError
+
+    st = Storage()
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        st.write_bytes("s3://no-such-bucket/ds/dataset.json", b"{}")
+    with pytest.raises(StorageError, match="does not exist"):
+        st.ls("s3://no-such-bucket/ds")
+
+
+def test_missing_object_stays_file_not_found(s3_bucket):
+    with pytest.raises(FileNotFoundError):
+        Storage().read_bytes(join(s3_bucket, "nothing-here.json"))
+
+
+def test_unreachable_endpoint_is_one_storage_error():
+    from pipelines.data.storage import StorageError
+    from pipelines.train.engines import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    st = Storage(StorageConfig(s3_endpoint_url=closed, s3_key="k", s3_secret="s"))
+    with pytest.raises(StorageError, match=f"cannot reach the S3 endpoint {closed}"):
+        st.ls("s3://data/x")
+
+
+def test_access_denied_is_one_storage_error(auth_endpoint):
+    from pipelines.data.storage import StorageError
+
+    st = Storage(StorageConfig(s3_endpoint_url=auth_endpoint, s3_key="AKIAUNKNOWN", s3_secret="wrong"))
+    with pytest.raises(StorageError, match="access denied to s3://data/x") as info:
+        st.ls("s3://data/x")
+    assert "wrong" not in str(info.value)

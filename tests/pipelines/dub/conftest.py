@@ -20,12 +20,12 @@ from iptalker_model.config import ModelConfig
 from iptalker_model.iptalker import IPTalker
 from iptalker_model.syncnet import SyncNet
 from pipelines.data.bundle import resolve_bundle, write_bundle
+from preprocessing.audio_features import encoder_identity
 from preprocessing.encode import encode_mp4, write_wav
 from preprocessing.media import FrameReader
 from preprocessing.synthetic.clip import plan_clip, write_plan
 from preprocessing.synthetic.speech import SAMPLE_RATE, espeak
-
-RANDOM_WHISPER = {"random_init": True, "model_name": "tiny", "seed": 0}  # PreprocessConfig's default encoder
+from tests.fixtures.whisper import random_whisper
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def tiny_bundle(dub_dir):
     cfg = ModelConfig.tiny()
     save_weights(dub_dir / "iptalker.pt", IPTalker(cfg), cfg)
     save_weights(dub_dir / "syncnet.pt", SyncNet(cfg), cfg)
-    write_bundle(dub_dir / "bundle", dub_dir / "iptalker.pt", dub_dir / "syncnet.pt", whisper=RANDOM_WHISPER)
+    write_bundle(dub_dir / "bundle", dub_dir / "iptalker.pt", dub_dir / "syncnet.pt", whisper=encoder_identity(random_whisper()))
     return resolve_bundle(str(dub_dir / "bundle"))
 
 

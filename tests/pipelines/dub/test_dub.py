@@ -13,9 +13,9 @@ import pytest
 
 from pipelines.dub.config import DubConfig
 from pipelines.dub.job import dub_video
-from preprocessing.config import PreprocessConfig
 from preprocessing.media import probe
 from tests.fixtures.ffprobe import ffprobe_streams
+from tests.fixtures.whisper import random_preprocess
 from tests.pipelines.dub.conftest import psnr, read_all
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def face_region(sidecar: dict, shape: tuple[int, int], grow: float = 0.5) -> np.
 def main_dub(tmp_path_factory, video_30fps, new_speech, tiny_bundle):
     out = tmp_path_factory.mktemp("main") / "dubbed.mp4"
     report = dub_video(str(video_30fps), str(new_speech), str(out), tiny_bundle,
-                       DubConfig(debug_video=True), PreprocessConfig())
+                       DubConfig(debug_video=True), random_preprocess())
     return out, report
 
 
@@ -82,7 +82,7 @@ def test_faceless_stretch_passes_through_and_the_face_reenters(tmp_path, video_w
     path, (g0, g1) = video_with_gap
     out = tmp_path / "gap.mp4"
     report = dub_video(str(path), str(new_speech), str(out), tiny_bundle, DubConfig(identity_samples=2),
-                       PreprocessConfig())
+                       random_preprocess())
     src, dub = read_all(path, 25.0)[: report.frames], read_all(out, 25.0)
     # the faceless frames are passed through (a cut each side is not a face either)
     assert psnr(dub[g0 + 1:g1 - 1], src[g0 + 1:g1 - 1]) > 40.0
@@ -97,7 +97,7 @@ def test_faceless_stretch_passes_through_and_the_face_reenters(tmp_path, video_w
 
 def test_wholly_faceless_video_passes_through(tmp_path, video_no_face, new_speech, tiny_bundle):
     out = tmp_path / "noface.mp4"
-    report = dub_video(str(video_no_face), str(new_speech), str(out), tiny_bundle, DubConfig(), PreprocessConfig())
+    report = dub_video(str(video_no_face), str(new_speech), str(out), tiny_bundle, DubConfig(), random_preprocess())
     assert report.face_coverage == 0.0 and report.passed_through == {"no_face": report.frames}
     assert report.references == [] and report.sync["windows"] == 0
     src, dub = read_all(video_no_face, 25.0), read_all(out, 25.0)
@@ -110,7 +110,7 @@ def test_wholly_faceless_video_passes_through(tmp_path, video_no_face, new_speec
 def test_longer_audio_length_modes(tmp_path, mode, video_1s, long_speech, tiny_bundle):
     out = tmp_path / f"{mode}.mp4"
     report = dub_video(str(video_1s), str(long_speech), str(out), tiny_bundle,
-                       DubConfig(length_mode=mode, report=False), PreprocessConfig())
+                       DubConfig(length_mode=mode, report=False), random_preprocess())
     n_video, n_audio = 25, 40  # 1 s video, 1.6 s speech at 25 fps
     expected = n_video if mode == "cut-audio" else n_audio
     assert report.length_mode == mode and report.frames == expected

@@ -25,6 +25,7 @@ from orchestration.launch import (
     worker_env,
     write_job,
 )
+from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("iptalker"))
@@ -40,7 +41,7 @@ def corpus(tmp_path_factory):
     subprocess.run([CLI, "curate", "--input", str(root / "raw"), "--output", str(root / "ds"),
                     "--no-progress", "--set", 'curate.val_identities=["id01"]',
                     "--set", f"ray.temp_dir=/tmp/rt-tr{os.getpid()}",
-                    "--set", "curate.shard_max_samples=2"], check=True, env=worker_env())
+                    "--set", "curate.shard_max_samples=2", "--set", ALLOW_RANDOM_SET], check=True, env=worker_env())
     return str(root / "ds")
 
 
@@ -131,7 +132,7 @@ def descendants(pid: int) -> list[int]:
 def test_sigkill_then_resume_continues_step_lr_and_run(corpus, tmp_path):
     s = settings(corpus, tmp_path, "syncnet", max_steps=60, save_every=5, val_every=60)
     config_path = write_job(resolve_job(s))
-    latest = tmp_path / "syncnet" / "checkpoints" / "model" / "latest"
+    latest = tmp_path / "syncnet" / "checkpoints" / "latest"  # advanced once a save is complete
     proc = subprocess.Popen(torchrun_command(config_path, nproc=2), env=worker_env(),
                             start_new_session=True)
     deadline = time.monotonic() + 300

@@ -1,5 +1,6 @@
 """One-process training (``--launcher local``): the iptalker stage resumes both engines (generator
-and discriminator: weights, optimizer and LR schedule) and continues the step count; the bf16
+and discriminator: weights, optimizer and LR schedule) and continues the step count; a kill at
+any phase of a save leaves the previous complete checkpoint resumable and exportable; the bf16
 path a GPU run takes also trains on CPU and exports fp32 weights."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestration.launch import launch_training
+from orchestration.launch import TrainingFailed, launch_training
 from pipelines.train import checkpointing
 from tests.fixtures.corpus import write_corpus
 
@@ -25,8 +26,9 @@ def test_iptalker_stage_resumes_generator_and_discriminator(tmp_path, capfd):
     data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30)
     first = launch_training(job(data, tmp_path, 3, False), launcher="local")
     root = checkpointing.checkpoint_root(tmp_path / "run")
-    for name in (checkpointing.MODEL, checkpointing.DISCRIMINATOR):
-        assert checkpointing.latest_tag(root / name) == "step_00000003"
+    assert checkpointing.latest_tag(tmp_path / "run") == "step_00000003"
+    assert (root / "latest").read_text().strip() == "step_00000003"
+    assert not (root / checkpointing.MODEL / "latest").exists()  # DeepSpeed's own pointer is not used
     states = torch.load(root / "discriminator" / "step_00000003" / "mp_rank_00_model_states.pt",
                         weights_only=True)
     assert states["step"] == 3 and states["mlflow_run_id"] == first["mlflow_run_id"]
@@ -34,7 +36,42 @@ def test_iptalker_stage_resumes_generator_and_discriminator(tmp_path, capfd):
     second = launch_training(job(data, tmp_path, 5, True), launcher="local")
     assert "resumed at step 3" in capfd.readouterr().err
     assert second["step"] == 5 and second["mlflow_run_id"] == first["mlflow_run_id"]
-    assert checkpointing.latest_tag(root / checkpointing.DISCRIMINATOR) == "step_00000005"
+    assert checkpointing.latest_tag(tmp_path / "run") == "step_00000005"
+    assert (root / checkpointing.DISCRIMINATOR / "step_00000005" / "config.json").is_file()
+
+
+def test_a_kill_inside_a_save_leaves_the_previous_checkpoint_resumable(tmp_path, capfd, monkeypatch):
+    """Deterministic fault injection (no race): the process exits at a named phase of the step-6
+    save. Before the complete-marker, resume and export take step 3; once the marker is written,
+    step 6 is complete (the pointer lags) and resume takes it."""
+    from iptalker_model.checkpoint import load_iptalker
+    from pipelines.train.export import export_checkpoint
+
+    data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30)
+    out = tmp_path / "run"
+    launch_training(job(data, tmp_path, 3, False), launcher="local")
+    capfd.readouterr()
+    for phase in ("model_saved", "discriminator_saved", "config_written"):
+        monkeypatch.setenv(checkpointing.FAULT_ENV, f"{phase}@6")
+        with pytest.raises(TrainingFailed):
+            launch_training(job(data, tmp_path, 6, True), launcher="local")
+        captured = capfd.readouterr()
+        assert f"fault injected at {phase} of step 6" in captured.out + captured.err
+        assert "resumed at step 3" in captured.err
+        assert checkpointing.latest_tag(out) == "step_00000003"
+        assert (out / "checkpoints" / checkpointing.MODEL / "step_00000006").is_dir()  # the half save
+        assert load_iptalker(export_checkpoint(out, tmp_path / f"{phase}.pt")).cfg.image_size == 32
+    monkeypatch.setenv(checkpointing.FAULT_ENV, "marker_written@6")
+    with pytest.raises(TrainingFailed):
+        launch_training(job(data, tmp_path, 6, True), launcher="local")
+    assert checkpointing.latest_tag(out) == "step_00000006"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000003"
+    monkeypatch.delenv(checkpointing.FAULT_ENV)
+    capfd.readouterr()
+    final = launch_training(job(data, tmp_path, 9, True), launcher="local")
+    assert "resumed at step 6" in capfd.readouterr().err and final["step"] == 9
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000009"
+    assert load_iptalker(export_checkpoint(out, tmp_path / "final.pt")).cfg.image_size == 32
 
 
 def test_bf16_path_trains_and_exports_fp32(tmp_path):

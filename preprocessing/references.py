@@ -1,0 +1,75 @@
+"""Which frames of a clip serve as the K reference frames for a target window.
+
+One pure function for training (the shard loader) and dubbing, so both see the same kind of
+references: frames from other times of the same clip (never the target window or its
+neighbours, which would leak the answer), in a head pose like the target's (the warp then only
+has to move the lips), spread over mouth openness (closed, half, wide: the model can pick the
+mouth shape the audio asks for instead of inventing teeth and lips).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from preprocessing.config import ReferenceConfig
+
+__all__ = ["ReferenceConfig", "mouth_aspect_ratio", "pose_descriptor", "select_references"]
+
+
+def mouth_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip height over mouth width: [..., 68, 2] -> [...]; ~0 closed, ~0.5+ wide open."""
+    lm = np.asarray(landmarks, np.float64)
+    height = np.linalg.norm(lm[..., [61, 62, 63], :] - lm[..., [67, 66, 65], :], axis=-1).mean(-1)
+    width = np.linalg.norm(lm[..., 54, :] - lm[..., 48, :], axis=-1)
+    return height / np.maximum(width, 1e-6)
+
+
+def pose_descriptor(landmarks: np.ndarray) -> np.ndarray:
+    """Scale- and position-free pose code from the rigid points (jaw line, brows, nose, eyes):
+    [..., 68, 2] -> [..., 2 * 48]. Points are centred on the eyes and divided by the inter-ocular
+    distance, so a turn or tilt of the head moves the code and a zoom does not."""
+    lm = np.asarray(landmarks, np.float64)
+    rigid = lm[..., :48, :]
+    left, right = lm[..., 36:42, :].mean(-2), lm[..., 42:48, :].mean(-2)
+    centre = (left + right) / 2
+    scale = np.maximum(np.linalg.norm(right - left, axis=-1), 1e-6)
+    return ((rigid - centre[..., None, :]) / scale[..., None, None]).reshape(*lm.shape[:-2], -1)
+
+
+def select_references(landmarks: np.ndarray, target: np.ndarray | range | int, k: int,
+                      cfg: ReferenceConfig | None = None,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+    """K reference frame indices for the target window.
+
+    landmarks: [T, 68, 2] of the whole clip (any pixel unit); target: the window's frame indices
+    (or one frame). Candidates are frames farther than ``exclude_radius`` from the window (all
+    frames outside the window if that leaves fewer than K); of those, the ``pose_fraction``
+    closest in pose to the window's mean pose (at least K); of those, one per mouth-openness
+    quantile bin (the bin's median frame, or a random frame of the bin with ``rng``: training
+    sees varied references, dubbing is deterministic). Returns int64 [K] sorted indices; repeats
+    only when the clip has fewer than K frames outside the window.
+    """
+    cfg = cfg or ReferenceConfig()
+    n = len(landmarks)
+    window = np.atleast_1d(np.asarray(target, np.int64))
+    lo, hi = int(window.min()), int(window.max())
+    idx = np.arange(n)
+    candidates = idx[(idx < lo - cfg.exclude_radius) | (idx > hi + cfg.exclude_radius)]
+    if len(candidates) < k:
+        candidates = idx[(idx < lo) | (idx > hi)]
+    if len(candidates) == 0:
+        raise ValueError(f"no frame outside the target window [{lo}, {hi}] in a {n}-frame clip")
+    if cfg.spread == "random":
+        pick = (rng or np.random.default_rng(0)).choice(candidates, size=k, replace=len(candidates) < k)
+        return np.sort(pick)
+    pose = pose_descriptor(landmarks)                                   # [T, P]
+    distance = np.linalg.norm(pose[candidates] - pose[window].mean(0), axis=-1)
+    keep = max(k, int(np.ceil(cfg.pose_fraction * len(candidates))))
+    candidates = candidates[np.argsort(distance, kind="stable")[:keep]]
+    order = candidates[np.argsort(mouth_aspect_ratio(landmarks[candidates]), kind="stable")]
+    bins = np.array_split(order, k) if len(order) >= k else [order[[i % len(order)]] for i in range(k)]
+    if rng is None:
+        pick = [b[len(b) // 2] for b in bins]
+    else:
+        pick = [b[int(rng.integers(len(b)))] for b in bins]
+    return np.sort(np.asarray(pick, np.int64))

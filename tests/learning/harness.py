@@ -1,0 +1,363 @@
+"""Train a recipe on talking-face shards and measure what a dubbing user cares about.
+
+Used by the learning tests (session fixture: train once) and runnable for figures:
+
+    PYTHONPATH=. python -m tests.learning.harness --recipe configs/recipes/cpu-demo.yaml
+
+Training uses the real pieces: contract shards read by ``pipelines.data.loader`` (reference
+selection included) and the task layer (``generator_losses`` / ``syncnet_losses``) that the
+DeepSpeed trainer calls; only the DeepSpeed wrapper is left out (one process, plain Adam), so the
+suite does not pay its start-up. Measures: dlib 68-point landmarks on generated frames (upscaled
+x4, box from the source's landmarks; ``test_measure_agrees_with_rendered_opening`` checks it
+against the rendered ground truth), dlib 128-d identity descriptors, RMS envelopes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from iptalker_model import IPTalker, PatchDiscriminator, SyncNet, mask_source
+from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
+from preprocessing.references import select_references
+from tests.fixtures.talking_shards import TalkingClip, talking_corpus, write_shards
+
+
+@dataclass
+class Trained:
+    settings: object
+    syncnet: SyncNet
+    model: IPTalker
+    untrained: IPTalker
+    test_clips: list[TalkingClip]
+    data_root: str
+    seconds: dict = field(default_factory=dict)   # training wall time per stage
+    history: dict = field(default_factory=dict)   # stage -> list of (step, loss)
+
+
+def load_recipe(path: str, overrides: list[str] | None = None):
+    from orchestration.settings import load_settings
+
+    return load_settings([path], overrides or [])
+
+
+def corpus_for(settings, root: str) -> tuple[str, list[TalkingClip]]:
+    """Write the recipe's training corpus (train + held-out identities) as shards under root."""
+    d = settings.train.extra.get("corpus", {})
+    train, test = talking_corpus(list(range(d.get("train_identities", 6))),
+                                 list(range(100, 100 + d.get("test_identities", 2))),
+                                 d.get("clips_per_identity", 2), d.get("seconds", 5.0),
+                                 settings.model.image_size, d.get("audio", "whisper"))
+    return write_shards(root, train + test), test
+
+
+def _loader(settings, root: str, batch_size: int, seed: int):
+    from pipelines.data.loader import WindowSpec, build_train_loader
+
+    spec = WindowSpec.from_model(settings.model, settings.train.reference)
+    return build_train_loader(root, spec, batch_size=batch_size, rank=0, seed=seed, num_workers=0,
+                              shuffle_buffer=settings.train.shuffle_buffer,
+                              windows_per_clip=settings.train.windows_per_clip, epoch_batches=10**9)
+
+
+def _batches(loader):
+    while True:
+        for b in loader:
+            b.pop("corrupt_skipped", None)
+            yield b
+
+
+def train_syncnet(settings, root: str, log=print) -> tuple[SyncNet, list]:
+    t = settings.train
+    steps, lr, bs = t.syncnet_max_steps or t.max_steps, t.syncnet_lr or t.lr, t.syncnet_batch_size or t.batch_size
+    net = SyncNet(settings.model)
+    opt = torch.optim.Adam(net.parameters(), lr)
+    history = []
+    for step, batch in zip(range(steps), _batches(_loader(settings, root, bs, t.seed))):
+        losses = syncnet_losses(net, batch)
+        opt.zero_grad()
+        losses["total_loss"].backward()
+        opt.step()
+        history.append((step, float(losses["total_loss"].detach()), losses["accuracy"]))
+        if step % 50 == 0 or step == steps - 1:
+            log(f"syncnet step {step}: bce {history[-1][1]:.3f} acc {history[-1][2]:.2f}")
+    return net.requires_grad_(False).eval(), history
+
+
+def train_iptalker(settings, root: str, syncnet: SyncNet, log=print) -> tuple[IPTalker, list]:
+    t = settings.train
+    model, disc = IPTalker(settings.model), PatchDiscriminator(settings.model)
+    opt_g = torch.optim.Adam(model.parameters(), t.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, t.lr, total_steps=t.max_steps,
+                                                pct_start=min(0.3, t.warmup_steps / t.max_steps))
+    opt_d = torch.optim.Adam(disc.parameters(), t.disc_lr, betas=(0.5, 0.999))
+    history = []
+    for step, batch in zip(range(t.max_steps), _batches(_loader(settings, root, t.batch_size, t.seed + 1))):
+        losses = generator_losses(model, disc, syncnet, batch, settings.loss)
+        opt_g.zero_grad()
+        losses["total_loss"].backward()
+        opt_g.step()
+        sched.step()
+        if settings.loss.gan_weight > 0:
+            d = discriminator_losses(disc, batch["frames"], losses["output"])
+            opt_d.zero_grad()
+            d["total_loss"].backward()
+            opt_d.step()
+        history.append((step, float(losses["total_loss"]), float(losses["mouth_l1_loss"])))
+        if step % 50 == 0 or step == t.max_steps - 1:
+            log(f"iptalker step {step}: total {history[-1][1]:.3f} mouth_l1 {history[-1][2]:.3f}")
+    return model.eval(), history
+
+
+def train_recipe(settings, root: str, log=print) -> Trained:
+    torch.manual_seed(settings.train.seed)
+    data, test = corpus_for(settings, root)
+    untrained = IPTalker(settings.model).eval()
+    t0 = time.process_time()  # CPU seconds: wall time on a shared box says little
+    syncnet, h_sync = train_syncnet(settings, data, log)
+    t1 = time.process_time()
+    model, h_gen = train_iptalker(settings, data, syncnet, log)
+    t2 = time.process_time()
+    return Trained(settings, syncnet, model, untrained, test, data,
+                   {"syncnet": t1 - t0, "iptalker": t2 - t1}, {"syncnet": h_sync, "iptalker": h_gen})
+
+
+# ------------------------------------------------------------------ generation (dubbing-like)
+def to_unit(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [N, S, S, 3] -> float32 [N, 3, S, S] in [-1, 1]."""
+    return torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).contiguous()
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def windows_of(n: int, t: int) -> list[np.ndarray]:
+    starts = list(range(0, n - t + 1, t))
+    if starts[-1] + t < n:
+        starts.append(n - t)
+    return [np.arange(s, s + t) for s in starts]
+
+
+def reference_frames(clip: TalkingClip, windows, k: int, how: str) -> torch.Tensor:
+    """[W, K, 3, S, S]: the references each window gets (the loader's selection, deterministic)."""
+    refs = [select_references(clip.landmarks, w, k) for w in windows]
+    frames = to_unit(clip.frames)
+    return torch.stack([frames[r] for r in refs])
+
+
+def audio_window(whisper: np.ndarray, frames: np.ndarray, context: int) -> torch.Tensor:
+    """[len(frames), A, D] rows of frames f-c..f+c (clamped) for each frame f."""
+    n = len(whisper) // 2
+    out = []
+    for f in frames:
+        idx = np.clip(np.arange(f - context, f + context + 1), 0, n - 1)
+        out.append(whisper[np.stack([2 * idx, 2 * idx + 1], 1).ravel()])
+    return torch.from_numpy(np.stack(out)).float()
+
+
+@torch.no_grad()
+def dub(model: IPTalker | None, clip: TalkingClip, driving: np.ndarray, how: str = "model") -> np.ndarray:
+    """Frames of ``clip`` with the mouth re-drawn for ``driving`` Whisper rows [2N', D].
+
+    how: "model" (needs model), "mean_reference" (mean of the references pasted in the mask),
+    "copy_reference" (the first reference pasted), "source" (untouched). -> uint8 [N, S, S, 3]
+    with N = min(clip frames, driving frames)."""
+    cfg = model.cfg if model is not None else None
+    n = min(len(clip.frames), len(driving) // 2)
+    if how == "source":
+        return clip.frames[:n].copy()
+    t, k = cfg.sync_frames, cfg.num_references
+    windows = windows_of(n, t)
+    frames = to_unit(clip.frames[:n])
+    out = torch.empty_like(frames)
+    for chunk in range(0, len(windows), 8):
+        ws = windows[chunk:chunk + 8]
+        refs = reference_frames(clip, ws, k, how)                          # [W, K, 3, S, S]
+        src = torch.stack([frames[w] for w in ws])                         # [W, T, 3, S, S]
+        masked = mask_source(src, cfg)
+        if how == "model":
+            audio = torch.stack([audio_window(driving, w, cfg.audio_context) for w in ws])
+            gen, _ = model(masked, refs, audio)
+        else:
+            from iptalker_model import lower_face_mask
+
+            paste = refs.mean(1, keepdim=True) if how == "mean_reference" else refs[:, :1]
+            gen = masked + lower_face_mask(cfg) * paste
+        for w, g in zip(ws, gen):
+            out[w] = g
+    return to_uint8(out)
+
+
+# ------------------------------------------------------------------ measures
+_DLIB = {}
+
+
+def _dlib():
+    if not _DLIB:
+        from preprocessing.dlib_models import face_descriptor_model, landmark_predictor
+
+        _DLIB.update(pred=landmark_predictor(), desc=face_descriptor_model())
+    return _DLIB["pred"], _DLIB["desc"]
+
+
+def _shapes(frames: np.ndarray, boxes_from: np.ndarray, up: int = 4):
+    import cv2
+    import dlib
+
+    pred, _ = _dlib()
+    for f, lm in zip(frames, boxes_from):
+        img = cv2.resize(np.ascontiguousarray(f), None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+        x0, y0 = lm.min(0) * up
+        x1, y1 = lm.max(0) * up
+        yield img, pred(img, dlib.rectangle(int(x0), int(y0), int(x1), int(y1)))
+
+
+def dlib_landmarks(frames: np.ndarray, boxes_from: np.ndarray, up: int = 4) -> np.ndarray:
+    """[N, 68, 2] dlib landmarks (crop pixels) of frames upscaled x up, face box from
+    ``boxes_from`` [N, 68, 2] (the source's landmarks: the face is where the source's was)."""
+    return np.stack([np.array([[s.part(i).x, s.part(i).y] for i in range(68)], np.float32) / up
+                     for _, s in _shapes(frames, boxes_from, up)])
+
+
+def mouth_opening(frames: np.ndarray, boxes_from: np.ndarray, rest: float) -> np.ndarray:
+    """[N] mouth aspect ratio from dlib landmarks minus ``rest`` (the identity's closed-mouth
+    ratio), clipped at 0: 0 for a closed mouth, ~0.1-0.3 when speaking."""
+    from preprocessing.references import mouth_aspect_ratio
+
+    return np.clip(mouth_aspect_ratio(dlib_landmarks(frames, boxes_from)) - rest, 0, None)
+
+
+def rest_ratio(clip: TalkingClip) -> float:
+    """The identity's closed-mouth aspect ratio, measured by dlib on its silent real frames."""
+    from preprocessing.references import mouth_aspect_ratio
+
+    silent = clip.mouth_open == 0
+    return float(np.median(mouth_aspect_ratio(dlib_landmarks(clip.frames[silent], clip.landmarks[silent]))))
+
+
+def identity_distance(a: np.ndarray, b: np.ndarray, boxes_from: np.ndarray, every: int = 10) -> float:
+    """Mean dlib 128-d descriptor distance between frames a and b (every ``every``-th frame)."""
+    _, desc = _dlib()
+    pick = slice(None, None, every)
+    da = [np.array(desc.compute_face_descriptor(i, s)) for i, s in _shapes(a[pick], boxes_from[pick])]
+    db = [np.array(desc.compute_face_descriptor(i, s)) for i, s in _shapes(b[pick], boxes_from[pick])]
+    return float(np.mean([np.linalg.norm(x - y) for x, y in zip(da, db)]))
+
+
+def rms_envelope(audio: np.ndarray, n: int) -> np.ndarray:
+    from preprocessing.synthetic.speech import frame_rms
+
+    return frame_rms(audio, 25.0, n)
+
+
+def mouth_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray, cfg) -> float:
+    """PSNR (dB) over the lips box (``mask.mouth_box`` of the target's landmarks) of uint8 frames."""
+    from iptalker_model.mask import mouth_box
+
+    rows, cols = mouth_box(cfg, torch.from_numpy(landmarks / cfg.image_size))
+    x, y = a[:, rows, cols].astype(np.float64), b[:, rows, cols].astype(np.float64)
+    mse = ((x - y) ** 2).reshape(len(x), -1).mean(1).clip(1e-10)
+    return float((10 * np.log10(255.0**2 / mse)).mean())
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.std(a) < 1e-9 or np.std(b) < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+ANSWERS = ("model", "untrained", "mean_reference", "copy_reference", "source")
+
+
+def generate(tr: Trained, answer: str, clip: TalkingClip, driving: np.ndarray) -> np.ndarray:
+    if answer == "model":
+        return dub(tr.model, clip, driving)
+    if answer == "untrained":
+        return dub(tr.untrained, clip, driving)
+    return dub(tr.model, clip, driving, how=answer)
+
+
+def figures(tr: Trained) -> dict:
+    """Every bar's figure for every answer (trained model and the trivial ones)."""
+    cfg = tr.settings.model
+    clips = tr.test_clips
+    pairs = [(a, b) for a in clips for b in clips if a.identity != b.identity][:4]
+    out = {a: {"cross_r": [], "silence_ratio": [], "psnr": [], "identity": []} for a in ANSWERS}
+    source_r = []
+    for a, b in pairs:
+        n = min(len(a.frames), len(b.frames))
+        env = rms_envelope(b.audio, n)
+        speech, silent = b.mouth_open[:n] > 0.2, b.mouth_open[:n] == 0
+        rest = rest_ratio(a)
+        source_r.append(corr(mouth_opening(a.frames[:n], a.landmarks[:n], rest), env))
+        for ans in ANSWERS:
+            gen = generate(tr, ans, a, b.whisper)
+            opening = mouth_opening(gen, a.landmarks[:n], rest)
+            out[ans]["cross_r"].append(corr(opening, env))
+            out[ans]["silence_ratio"].append(float(opening[silent].mean() / max(opening[speech].mean(), 1e-6)))
+    for c in clips:
+        for ans in ANSWERS:
+            gen = generate(tr, ans, c, c.whisper)
+            out[ans]["psnr"].append(mouth_psnr(gen, c.frames, c.landmarks, cfg))
+            out[ans]["identity"].append(identity_distance(gen, c.frames, c.landmarks))
+    summary = {ans: {k: float(np.mean(v)) for k, v in d.items()} for ans, d in out.items()}
+    summary["source_own_mouth_vs_driving_r"] = float(np.mean(source_r))
+    return summary
+
+
+def syncnet_figures(tr: Trained) -> dict:
+    """Held-out accuracy (val windows) and the offset search on shifted held-out clips."""
+    from iptalker_model import sync_scores
+    from pipelines.data.loader import WindowSpec, build_val_loader
+
+    spec = WindowSpec.from_model(tr.settings.model, tr.settings.train.reference)
+    accs = []
+    for seed in range(4):
+        for b in build_val_loader(tr.data_root, spec, batch_size=16, max_batches=4, seed=seed):
+            b.pop("corrupt_skipped", None)
+            with torch.no_grad():
+                accs.append(syncnet_losses(tr.syncnet, b)["accuracy"])
+    untrained = SyncNet(tr.settings.model).eval()
+    errors, errors_untrained = [], []
+    for c in tr.test_clips:
+        frames, rows = to_unit(c.frames), torch.from_numpy(c.whisper)
+        for shift in range(-5, 6):
+            # audio shifted by `shift` frames: row j now holds the row of frame j/2 - shift
+            idx = (torch.arange(len(rows)) - 2 * shift).clamp(0, len(rows) - 1)
+            keep = slice(10, len(frames) - 10)                       # drop clamped edges
+            f, r = frames[keep], rows[idx][2 * keep.start:2 * keep.stop]
+            errors.append(abs(sync_scores(tr.syncnet, f, r).offset - shift))
+            errors_untrained.append(abs(sync_scores(untrained, f, r).offset - shift))
+    return {"val_accuracy": float(np.mean(accs)),
+            "offset_within_1": float(np.mean(np.array(errors) <= 1)),
+            "offset_within_1_untrained": float(np.mean(np.array(errors_untrained) <= 1))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--recipe", default="configs/recipes/cpu-demo.yaml")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--out", default="/tmp/learning-run")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    settings = load_recipe(args.recipe, args.set)
+    import shutil
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    tr = train_recipe(settings, args.out)
+    print("training seconds", {k: round(v) for k, v in tr.seconds.items()})
+    print("syncnet", syncnet_figures(tr))
+    for k, v in figures(tr).items():
+        print(k, v)
+    torch.save(tr.model.state_dict(), f"{args.out}/model.pt")
+    print(dataclasses.asdict(settings.model)["extra"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Reference selection: other times of the clip, similar pose, spread over mouth openness."""
+
+import numpy as np
+import pytest
+
+from preprocessing.config import ReferenceConfig
+from preprocessing.references import mouth_aspect_ratio, pose_descriptor, select_references
+from preprocessing.synthetic.corpus import render_clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return render_clip(3, seconds=3.0, size=(320, 240), fps=25.0)
+
+
+def test_mouth_aspect_ratio_follows_the_rendered_opening(clip):
+    mar = mouth_aspect_ratio(clip.landmarks)
+    assert np.corrcoef(mar, clip.mouth_open)[0, 1] > 0.95
+
+
+def test_references_avoid_the_window_and_span_mouth_openness(clip):
+    mar = mouth_aspect_ratio(clip.landmarks)
+    window = range(30, 35)
+    refs = select_references(clip.landmarks, window, 5)
+    assert len(refs) == 5 and len(set(refs)) == 5
+    assert all(r < 30 - 5 or r > 34 + 5 for r in refs)
+    assert np.array_equal(refs, select_references(clip.landmarks, window, 5))  # dubbing: deterministic
+    # closed and open mouths are both among the references, and every frame's opening has a
+    # reference near it: closer than for most random picks
+    lo, hi = np.quantile(mar, [0.25, 0.75])
+    assert mar[refs].min() <= lo + 1e-6 and mar[refs].max() >= hi - 1e-6
+
+    def coverage(r):  # mean distance from a frame's opening to the nearest reference's
+        return np.abs(mar[:, None] - mar[r][None]).min(1).mean()
+
+    rng = np.random.default_rng(0)
+    randoms = [coverage(select_references(clip.landmarks, window, 5, ReferenceConfig(spread="random"), rng))
+               for _ in range(50)]
+    assert coverage(refs) < np.quantile(randoms, 0.2)
+    drawn = {tuple(select_references(clip.landmarks, window, 5, rng=rng)) for _ in range(10)}
+    assert len(drawn) > 1  # training sees varied references
+
+
+def test_references_keep_the_pose_of_the_target(clip):
+    """Half the clip with the head turned (x squashed about the face centre): a target in the
+    frontal half gets frontal references, one in the turned half gets turned ones."""
+    lm = clip.landmarks.copy()
+    n = len(lm)
+    centre = lm[n // 2:, :48].mean(1, keepdims=True)
+    lm[n // 2:, :, 0] = centre[..., 0] + 0.6 * (lm[n // 2:, :, 0] - centre[..., 0])
+    assert np.linalg.norm(pose_descriptor(lm[0]) - pose_descriptor(lm[-1])) > 0.5
+    cfg = ReferenceConfig(pose_fraction=0.3)  # the 30 % of candidates closest in pose
+    assert (select_references(lm, range(5, 10), 4, cfg) < n // 2).all()
+    assert (select_references(lm, range(n - 10, n - 5), 4, cfg) >= n // 2).all()
+
+
+def test_short_clips_fall_back_to_any_frame_outside_the_window():
+    lm = np.random.default_rng(0).random((8, 68, 2))
+    refs = select_references(lm, range(2, 7), 5)
+    assert set(refs) <= {0, 1, 7}
+    with pytest.raises(ValueError, match="no frame outside"):
+        select_references(lm, range(0, 8), 2)
+    with pytest.raises(ValueError, match="spread='x'"):
+        ReferenceConfig(spread="x")
