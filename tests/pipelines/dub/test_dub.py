@@ -74,6 +74,9 @@ def test_report_and_debug_video(main_dub):
     assert 0.0 <= saved["identity"]["identity_distance"] < 2.0 and saved["identity"]["frames"] > 0
     assert {"decode", "faces", "features", "model", "paste", "encode"} <= set(saved["timings"])
     assert len(saved["references"]) == 5
+    for who in ("output", "source"):  # mouth activity against the new audio, with the source as baseline
+        assert {"silent_mean", "speech_mean", "silence_ratio", "corr"} <= set(saved["mouth"][who])
+        assert saved["mouth"][who]["speech_mean"] is not None
     debug = probe(report.debug_video)
     assert debug.n_frames == report.frames and debug.width == 640
 
