@@ -12,7 +12,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup system-deps demo test test-fast bench lint lock clean
 
-setup: system-deps $(STAMP)
+FACEBANK := .cache/facebank/t1.jpg
+
+setup: system-deps $(STAMP) $(FACEBANK)
 
 system-deps:
 	@missing=""; for c in ffmpeg ffprobe espeak-ng; do command -v $$c >/dev/null || missing=1; done; \
@@ -28,6 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps openai-whisper==20250625
 	@touch $(STAMP)
+
+# Real face photos for the synthetic talking heads (tests, demo): only two images are extracted
+# from the insightface 2.1 wheel (pinned by sha256; never installed nor imported). Offline, the
+# generator falls back to one person (scikit-image's astronaut) with a warning.
+$(FACEBANK): | $(STAMP)
+	@$(BIN)/python -m preprocessing.synthetic.facebank fetch --cache .cache \
+	  || echo "face bank not fetched: synthetic videos will show one person only"
 
 demo: setup
 	$(BIN)/iptalker demo --out demo-out

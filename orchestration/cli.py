@@ -61,7 +61,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     _settings(args)
     out = Path(args.out)
-    videos = generate_corpus(out, args.videos, seed=args.seed)
+    videos = generate_corpus(out, args.videos, seed=args.seed, n_identities=args.identities)
     bad = write_bad_inputs(out / "bad", seed=args.seed) if args.bad else {}
     print(f"wrote {len(videos)} talking-head videos under {out}"
           + (f" and {len(bad)} bad/edge inputs ({', '.join(BAD_KINDS + EDGE_KINDS)}) under {out / 'bad'}" if bad else ""))
@@ -163,6 +163,8 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--videos", type=int, default=4, help="number of good videos")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bad", action="store_true", help="also write every bad/edge input kind")
+    p.add_argument("--identities", type=int, default=3,
+                   help="identities (folders); up to 8 are distinct real people with the face bank")
 
     p = verb("curate", cmd_curate, "curate raw videos into WebDataset shards + index + report (Ray)")
     p.add_argument("--input", nargs="+", required=True, metavar="URI",

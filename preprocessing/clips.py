@@ -117,10 +117,17 @@ def _split_points(scores: np.ndarray, start: int, shot_start: int, last_cut: int
     return points
 
 
+def decode_scale(info: MediaInfo, cfg: PreprocessConfig) -> float:
+    """Decoded pixels per original pixel (media.max_side downscales large inputs)."""
+    if cfg.media.max_side and max(info.width, info.height) > cfg.media.max_side:
+        return cfg.media.max_side / max(info.width, info.height)
+    return 1.0
+
+
 def iter_shots(path: Path, info: MediaInfo, cfg: PreprocessConfig,
                detector: FaceDetector | None = None) -> Iterator[_Shot]:
     """Decode + track, yielding shots of <= clips.max_frames frames (only one shot in memory)."""
-    tracker = FaceTracker(cfg.face, detector)
+    tracker = FaceTracker(cfg.face, detector, min_face_px=cfg.filters.min_face_size * decode_scale(info, cfg))
     prev_small, shot_start, last_cut = None, 0, -10**9
     tracks: list[FaceTrack] = []
     regions: list[np.ndarray | None] = []
@@ -189,9 +196,7 @@ def stream_clips(path: str | Path, cfg: PreprocessConfig, video_id: str, info: M
     May raise MediaError (decode failure); extract_clips turns it into a reject.
     """
     filters = clip_filters(cfg.filters, cfg.clips.min_frames)
-    scale = 1.0
-    if cfg.media.max_side and max(info.width, info.height) > cfg.media.max_side:
-        scale = cfg.media.max_side / max(info.width, info.height)
+    scale = decode_scale(info, cfg)
     index = 0
     for shot in iter_shots(Path(path), info, cfg, detector):
         runs = _runs(shot.track.valid)

@@ -22,10 +22,22 @@ class MediaConfig:
 @dataclass
 class FaceConfig:
     detect_every: int = 10  # run the (slow) detector on every N-th frame; landmarks on all
-    detect_max_side: int = 640  # detector input is downscaled to this longest side:
-    # HOG finds faces >= ~80 px there, i.e. >= 160 px on a 1280 px frame
-    upsample: int = 0  # dlib HOG upsampling (0 finds faces >= ~80 px on the detector input)
+    detect_max_side: int = 640  # fast pass: detector input downscaled to this longest side
+    # (HOG finds face boxes >= ~72 px there, i.e. >= ~144 px on a 1280 px frame)
+    upsample: int = 0  # dlib HOG upsampling in the fast pass
     min_score: float = 0.0  # HOG score threshold for a box to count as a face
+    # Fine pass, on keyframes where the fast pass finds nothing: the frame is rescaled so that a
+    # face of filters.min_face_size source pixels is found, at most this many pixels.
+    fine_max_pixels: int = 8_000_000
+    # Small-face probe: with no face tracked, every this many frames look for faces down to
+    # small_face_ratio x filters.min_face_size, so a face that is there but too small is rejected
+    # as face_too_small (with its size), not no_face. Capped at small_face_max_pixels (cost).
+    small_face_probe_every: int = 25
+    small_face_ratio: float = 0.35
+    small_face_max_pixels: int = 4_000_000
+    # A second face counts (multiple_faces) only from this fraction of the main face's size;
+    # smaller detections are background people or false positives (clothing, posters).
+    second_face_min_ratio: float = 0.5
     max_missed_keyframes: int = 2  # a tracked face survives this many keyframes the detector misses
     smooth_sigma: float = 0.8  # Gaussian smoothing of landmarks over time, in frames (0 = off)
 
@@ -62,7 +74,10 @@ class FilterConfig:
     max_fps: float = 120.0
     min_side: int = 128  # shorter video side in pixels
     max_pixels: int | None = None  # reject above this many pixels per frame (None = accept 4K+)
-    min_face_size: float = 64.0  # inter-ocular x 2.5 ~ face width, source pixels
+    min_face_size: float = 64.0  # face width (jaw to jaw), source pixels
+    # multiple_faces only when a second face is on at least this share of a clip's keyframes
+    # (and on two or more): one-off detections are noise, a person beside the speaker persists
+    multiple_faces_min_share: float = 0.3
     min_blur: float = 20.0  # variance of Laplacian on the mouth region of the crops
     min_audio_rms_db: float = -50.0  # clip audio below this is "silent"
     scene_threshold: float = 30.0  # mean abs diff (0-255) on small gray frames that marks a cut

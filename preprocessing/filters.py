@@ -114,13 +114,21 @@ class ClipLengthFilter:
 
 @dataclass(frozen=True)
 class FaceCountFilter:
-    """Exactly one face on every detector keyframe of the clip; score = worst keyframe's count."""
+    """One face throughout: a face on every keyframe, and no second face that persists.
+
+    `clip.face_counts` [K] counts the main face plus faces of comparable size (the tracker drops
+    small ones); a second face must be on at least `min_share` of the keyframes (and two or
+    more) to reject the clip. Score = faces that count (1, or the most seen on a keyframe).
+    """
+
+    min_share: float = 0.3
 
     def __call__(self, clip: Clip) -> FilterResult:
         counts = np.asarray(clip.face_counts)
         if counts.size == 0 or counts.min() == 0:
             return FilterResult.reject("no_face", 0)
-        if counts.max() > 1:
+        crowded = int((counts > 1).sum())
+        if crowded >= max(2, self.min_share * counts.size):
             return FilterResult.reject("multiple_faces", counts.max())
         return FilterResult.ok(1)
 
@@ -170,7 +178,7 @@ class SilenceFilter:
 
 def clip_filters(cfg: FilterConfig, min_frames: int) -> list[tuple[str, Filter]]:
     """Clip filters in cost order (cheap ones first). The sync filter runs later, with Whisper rows."""
-    return [("length", ClipLengthFilter(min_frames)), ("face_count", FaceCountFilter()),
+    return [("length", ClipLengthFilter(min_frames)), ("face_count", FaceCountFilter(cfg.multiple_faces_min_share)),
             ("face_size", FaceSizeFilter(cfg.min_face_size)), ("audio_level", SilenceFilter(cfg.min_audio_rms_db)),
             ("blur", BlurFilter(cfg.min_blur))]
 

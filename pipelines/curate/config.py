@@ -7,6 +7,8 @@ from dataclasses import dataclass
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
                     ".m4a", ".wav", ".mp3", ".aac")  # audio-only files are listed so they get rejected
 
+IDENTITY_SOURCES = ("folder", "mapping", "input_list", "cluster", "folder+cluster")
+
 
 @dataclass
 class CurateConfig:
@@ -27,8 +29,17 @@ class CurateConfig:
 
     # inputs and identities
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # for directory/prefix listing only
-    identity_source: str = "folder"  # "folder" (parent folder name) | "mapping" | "input_list"
+    # "folder" (a folder name) | "mapping" | "input_list" | "cluster" (face descriptors) |
+    # "folder+cluster" (clusters inside each folder: a folder never mixes with another)
+    identity_source: str = "folder"
     identity_mapping: str | None = None  # CSV/JSON/parquet URI: uri or file stem -> identity
+    identity_folder_level: int = 1  # 1: parent folder; 2: its parent (VoxCeleb person/video/clip)
+    # cluster: average-linkage agglomerative clustering of each input's median dlib descriptor;
+    # inputs closer than this (Euclidean) are one person. dlib's own same-person bound is 0.6;
+    # 0.5 keeps look-alikes apart (measured: same person <= 0.12, different people >= 0.59).
+    cluster_threshold: float = 0.5
+    cluster_frames: int = 5  # frames per input for its descriptor (~55 ms each)
+    identity_warn_share: float = 0.5  # warn loudly when one identity holds more of >= 10 inputs
     val_fraction: float = 0.1  # share of identities (not clips) in the validation split
     val_identities: tuple[str, ...] = ()  # forced into val (the rest split by hash)
     split_seed: str = "iptalker"
@@ -42,8 +53,10 @@ class CurateConfig:
             raise ValueError("curate.shard_max_bytes and curate.shard_max_samples must be > 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"curate.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.identity_source not in ("folder", "mapping", "input_list"):
-            raise ValueError(f"curate.identity_source must be folder|mapping|input_list, got {self.identity_source!r}")
+        if self.identity_source not in IDENTITY_SOURCES:
+            raise ValueError(f"curate.identity_source must be {'|'.join(IDENTITY_SOURCES)}, got {self.identity_source!r}")
+        if self.identity_folder_level < 1:
+            raise ValueError(f"curate.identity_folder_level must be >= 1, got {self.identity_folder_level}")
         if self.identity_source == "mapping" and not self.identity_mapping:
             raise ValueError("curate.identity_source=mapping needs curate.identity_mapping (a CSV/JSON URI)")
         self.extensions = tuple(e.lower() for e in self.extensions)

@@ -3,7 +3,8 @@
 The recipe (``run_curation``):
   1. list inputs            local dirs, globs, s3:// prefixes, parquet/CSV lists   (inputs.py)
   2. resume                 drop half-written shards, skip inputs done shards hold  (index.py)
-  3. identity + split       folder / mapping / input list; split by identity hash   (identity.py)
+  3. identity + split       folder / mapping / input list / face-descriptor clusters (a quick
+                            pass of Ray tasks); split by identity hash; no val split: error (identity.py)
   4. per video (Ray task)   probe, decode, resample 25 fps, detect/track/align, cut at scenes and
                             max length, filter, encode crops + audio      (preprocessing.clips)
   5. Whisper (actor pool)   encoder loaded once per actor, on GPU when the cluster has one
@@ -50,6 +51,7 @@ class CurationSummary:
     failed_shard_writes: int
     elapsed_s: float
     paths: dict[str, str] = field(default_factory=dict)
+    identity_warnings: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         c = self.counts
@@ -63,7 +65,7 @@ class CurationSummary:
                 f"Report: {self.paths['report']}  Lineage: {self.paths['dataset']}")
 
     def warnings(self) -> list[str]:
-        out = []
+        out = [f"WARNING: {w}" for w in self.identity_warnings]
         if self.failed_shard_writes:
             out.append(f"{self.failed_shard_writes} shard writes FAILED (rerun to retry them)")
         ids = self.counts["identities_by_split"]
@@ -88,8 +90,15 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     committed, next_shard = prepare_output(store, root, overwrite)                    # 2
     todo = [it for it in items if it.uri not in committed]
     identities = IdentityResolver(cfg, store)                                         # 3
-    identities.plan_splits([identities.identity(it) for it in items],
-                           {r["identity"]: r["split"] for r in committed.values() if r.get("clips")})
+    if todo and identities.needs_descriptors:
+        from pipelines.curate.stages import describe_inputs
+
+        with ray_session(ray_address, cfg, ray_temp_dir):
+            identities.assign_clusters(describe_inputs([it.uri for it in items], preprocess, store,
+                                                       stages or Stages(), cfg.cpus_per_video, cfg.cluster_frames))
+    names = [identities.identity(it) for it in items]
+    identities.plan_splits(names, {r["identity"]: r["split"] for r in committed.values() if r.get("clips")})
+    identity_warnings = identities.check(names)
     uncommitted, failed_writes = [], 0
     if todo:  # nothing left (a finished resume): no Ray start, just the index and report again
         with ray_session(ray_address, cfg, ray_temp_dir):
@@ -104,7 +113,8 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
                                                           "storage": storage.public_dict()}, c, done)
     paths = {"shards": join(root, shards.SHARDS_DIR), "index": join(root, shards.INDEX_DIR),
              "report": join(root, shards.REPORT_DIR, "index.html"), "dataset": join(root, shards.DATASET_JSON)}
-    return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths)
+    return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths,
+                           identity_warnings)
 
 
 @contextlib.contextmanager

@@ -30,20 +30,24 @@ class Stages:
     """The per-video and per-clip functions the job runs (tests swap in small stand-ins).
 
     extract: ``(path, PreprocessConfig, video_id) -> VideoOutcome``;
-    whisper: ``(WhisperConfig) -> extractor`` with ``.dim`` and ``.batch(audios, n_frames_list)``.
+    whisper: ``(WhisperConfig) -> extractor`` with ``.dim`` and ``.batch(audios, n_frames_list)``;
+    describe: ``(path, PreprocessConfig, n_frames) -> [128] face descriptor | None`` (cluster identities).
     """
 
     extract: Callable[..., Any] | None = None
     whisper: Callable[..., Any] | None = None
+    describe: Callable[..., Any] | None = None
 
     def resolved(self) -> Stages:
         """Fill defaults with the real primitives (imported lazily: only workers need them)."""
-        extract, whisper = self.extract, self.whisper
+        extract, whisper, describe = self.extract, self.whisper, self.describe
         if extract is None:
             from preprocessing.clips import extract_clips as extract
         if whisper is None:
             from preprocessing.audio_features import WhisperFeatureExtractor as whisper
-        return Stages(extract, whisper)
+        if describe is None:
+            from preprocessing.descriptors import video_descriptor as describe
+        return Stages(extract, whisper, describe)
 
 
 def input_row(uri: str, video_id: str, identity: str, split: str) -> dict[str, Any]:
@@ -212,6 +216,33 @@ def write_shard_entries(storage: Storage, root: str, index: int, entries: list[t
     record, error = shards.write_shard_with_retry(storage, root, index, samples, rows, retries=retries,
                                                   backoff_s=backoff_s)
     return record, error, rows
+
+
+def describe_input(uri: str, preprocess: Any, storage: Storage, stages: Stages, n_frames: int) -> np.ndarray | None:
+    """The median face descriptor of one input, or None (no face, unreadable: its own stage
+    rejects it later with the true reason)."""
+    try:
+        with storage.local_copy(uri) as path:
+            return stages.resolved().describe(path, preprocess, n_frames)
+    except Exception:  # noqa: BLE001 - the per-video stage reports what is wrong with the file
+        return None
+
+
+def describe_inputs(uris: list[str], preprocess: Any, storage: Storage, stages: Stages, cpus: float,
+                    n_frames: int) -> dict[str, np.ndarray | None]:
+    """Face descriptors of every input, as Ray tasks (identity clustering runs before any shard
+    is written, so that every sample is born with its identity and split)."""
+    import ray
+
+    task = ray.remote(num_cpus=cpus, max_retries=1)(describe_input)
+    refs = {uri: task.remote(uri, preprocess, storage, stages, n_frames) for uri in uris}
+    out = {}
+    for uri, ref in refs.items():
+        try:
+            out[uri] = ray.get(ref)
+        except ray.exceptions.RayError:  # the worker died on this file: no descriptor
+            out[uri] = None
+    return out
 
 
 def make_extract_fn(cpus: float) -> Any:

@@ -20,11 +20,12 @@ import numpy as np
 from preprocessing.encode import encode_mp4
 from preprocessing.synthetic.face import (
     MIRROR_68,
-    astronaut_template,
+    FaceTemplate,
     grade_colours,
     mouth_palette,
     open_mouth,
-    template_rig,
+    people,
+    person_rig,
 )
 from preprocessing.synthetic.speech import SAMPLE_RATE, VOICES, mouth_opening, synthesize_speech
 
@@ -41,10 +42,15 @@ class IdentityStyle:
     stretch_x: float  # face width factor: a slightly different face shape
     grade: dict  # kwargs of grade_colours: hue_shift, saturation, gamma, gains
     voice: str
+    person: int = 0  # index into face.people(): identities cycle through the real people
 
     @property
     def name(self) -> str:
         return f"id{self.index:02d}"
+
+    @property
+    def template(self) -> FaceTemplate:
+        return people()[self.person]
 
     @staticmethod
     def for_index(index: int) -> IdentityStyle:
@@ -62,14 +68,15 @@ class IdentityStyle:
             stretch_x=float(rng.uniform(0.9, 1.1)),
             grade=grade,
             voice=VOICES[index % len(VOICES)],
+            person=index % len(people()),
         )
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _graded_template(index: int) -> tuple[np.ndarray, np.ndarray]:
     """(template image [H, W, 3] uint8 RGB, mouth palette [2, 3]) graded for identity `index`."""
     style = IdentityStyle.for_index(index)
-    image = grade_colours(astronaut_template().image, **style.grade)
+    image = grade_colours(style.template.image, **style.grade)
     image.setflags(write=False)
     return image, mouth_palette(style.grade)
 
@@ -92,7 +99,7 @@ class ClipPlan:
 
     def landmarks(self) -> np.ndarray:
         """Ground-truth landmarks after mouth warp and motion -> [T, 68, 2] float32 frame pixels."""
-        tpl, rig = astronaut_template(), template_rig()
+        tpl, rig = self.style.template, person_rig(self.style.person)
         out = np.empty((self.n_frames, 68, 2), np.float32)
         for t in range(self.n_frames):
             lm = rig.move_points(tpl.landmarks, float(self.mouth_open[t]))
@@ -102,7 +109,7 @@ class ClipPlan:
     def frames(self) -> Iterator[np.ndarray]:
         """Yield [H, W, 3] uint8 RGB frames one at a time."""
         image, palette = _graded_template(self.style.index)
-        tpl, rig = astronaut_template(), template_rig()
+        tpl, rig = self.style.template, person_rig(self.style.person)
         for t in range(self.n_frames):
             opened, _ = open_mouth(image, tpl.landmarks, float(self.mouth_open[t]), rig, palette)
             yield cv2.warpAffine(
@@ -140,7 +147,7 @@ def head_affines(
     """Framing (face height = face_frac * H, centre offset as a fraction of W/H) plus small smooth
     head motion (rotation up to ~3 deg, shifts ~3% of the face, scale +-3%) -> [T, 2, 3] float32."""
     w, h = size
-    box = astronaut_template().box
+    box = style.template.box
     centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
     base_scale = face_frac * h / float(box[3] - box[1])
     face_px = face_frac * h
@@ -201,6 +208,7 @@ def plan_clip(
         "mirrored": style.mirrored,
         "stretch_x": style.stretch_x,
         "grade": style.grade,
+        "person": style.template.name,
     }
     return ClipPlan(
         style=style,

@@ -1,5 +1,6 @@
-"""The face of the synthetic talking heads: a real photo (scikit-image's astronaut), its 68 dlib
-landmarks, a mouth that opens by a smooth displacement warp, and per-identity colour grading.
+"""The face of the synthetic talking heads: a real photo (scikit-image's astronaut, or a face-bank
+person: see facebank.py), its 68 dlib landmarks, a mouth that opens by a smooth displacement
+warp, and per-identity colour grading.
 
 A real photo (rather than a drawn face) keeps dlib, the aligner and the model honest: they see
 real skin, eyes and teeth. The picture ships inside scikit-image, so nothing is downloaded.
@@ -38,6 +39,7 @@ class FaceTemplate:
 
     image: np.ndarray  # [H, W, 3] uint8 RGB (astronaut head and shoulders, upscaled 2x)
     landmarks: np.ndarray  # [68, 2] float32 x, y in image pixels
+    name: str = "astronaut"  # the real person in the photo (face bank name)
 
     @property
     def box(self) -> np.ndarray:
@@ -135,8 +137,21 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
+def people() -> tuple[FaceTemplate, ...]:
+    """Every real person the generator can animate: the astronaut first, then the face bank
+    (six people of insightface's t1.jpg and Tom Hanks) when `make setup` has fetched it."""
+    from preprocessing.synthetic.facebank import bank_faces
+
+    return (astronaut_template(), *(FaceTemplate(image, lm, name) for name, image, lm in bank_faces()))
+
+
+@functools.cache
+def person_rig(person: int) -> MouthRig:
+    return MouthRig.from_landmarks(people()[person].landmarks)
+
+
 def template_rig() -> MouthRig:
-    return MouthRig.from_landmarks(astronaut_template().landmarks)
+    return person_rig(0)
 
 
 def open_mouth(

@@ -22,7 +22,7 @@ EXPECTED_REJECT = {
     "no_face": {"no_face"},
     "too_short": {"too_short"},
     "two_faces": {"multiple_faces"},
-    "tiny_face": {"no_face", "face_too_small"},
+    "tiny_face": {"face_too_small"},
     "silent": {"silent_audio"},  # useless for lip-sync training
 }
 

@@ -77,9 +77,12 @@ def test_clip_filters_keep_a_good_talking_clip(clip):
 
 def test_face_size_and_count_reject_with_reasons(clip):
     assert FaceSizeFilter(clip.face_size + 1)(clip) == FilterResult(False, "face_too_small", clip.face_size)
-    two = dataclasses.replace(clip, face_counts=np.array([1, 2, 1]))
+    two = dataclasses.replace(clip, face_counts=np.array([1, 2, 2, 1]))
+    once = dataclasses.replace(clip, face_counts=np.array([1, 2, 1, 1, 1]))  # one keyframe: noise
     none = dataclasses.replace(clip, face_counts=np.array([1, 0]))
-    assert FaceCountFilter()(two).reason == "multiple_faces"
+    assert FaceCountFilter()(two) == FilterResult(False, "multiple_faces", 2)
+    assert FaceCountFilter()(once).keep
+    assert FaceCountFilter(min_share=0.5)(dataclasses.replace(clip, face_counts=np.array([2, 2, 1, 1, 1, 1]))).keep
     assert FaceCountFilter()(none).reason == "no_face"
 
 
