@@ -104,13 +104,15 @@ def encode_mp4(
     preset: str = "veryfast",
     audio_codec: str = "aac",
     setpts: str | None = None,
+    audio_delay_s: float = 0.0,
 ) -> None:
     """Encode RGB frames (+ optional mono audio) to an H.264 yuv420p mp4 with faststart.
 
     frames: [T, H, W, 3] uint8 RGB, or an iterable of [H, W, 3] frames streamed to ffmpeg
     (bounded memory). H and W must be even (ValueError). audio: [N] float32 in [-1, 1] at
     `sample_rate`, muxed as `audio_codec`. setpts: optional ffmpeg setpts expression that retimes
-    frames (used to write variable-frame-rate test inputs). Raises RuntimeError with ffmpeg's last
+    frames (used to write variable-frame-rate test inputs). audio_delay_s: the audio stream starts
+    this long after the video (its first sample plays then; test inputs for A/V timing). Raises RuntimeError with ffmpeg's last
     stderr lines on failure; the output appears atomically or not at all.
     """
     out_path = Path(out_path)
@@ -130,7 +132,7 @@ def encode_mp4(
             # A temp WAV input (not a second pipe) keeps this a single-stdin, deadlock-free call.
             audio_file = tmp.with_name(tmp.name + ".wav")
             write_wav(audio_file, audio, sample_rate)
-        args = _mp4_args(w, h, fps, audio_file, crf, preset, audio_codec, setpts)
+        args = _mp4_args(w, h, fps, audio_file, crf, preset, audio_codec, setpts, audio_delay_s)
         _run_ffmpeg(args, tmp, out_path, _frame_bytes(first, frame_iter, shape))
     finally:
         tmp.unlink(missing_ok=True)
@@ -147,11 +149,13 @@ def _mp4_args(
     preset: str,
     audio_codec: str,
     setpts: str | None,
+    audio_delay_s: float = 0.0,
 ) -> list[str]:
     """ffmpeg arguments: raw RGB on stdin (+ a WAV file) -> H.264 yuv420p (+ audio) faststart mp4."""
     args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate(fps)]
     args += ["-i", "pipe:0"]
     if audio_file is not None:
+        args += ["-itsoffset", f"{audio_delay_s:.6f}"] if audio_delay_s else []
         args += ["-i", str(audio_file)]
     args += ["-map", "0:v:0"]
     if setpts is not None:

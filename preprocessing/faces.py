@@ -194,10 +194,10 @@ class FaceTracker:
         reach = getattr(self.detector, "reach", None)  # detectors without it handle scale themselves
         if reach is None or (found and (prev_box is None or any(_iou(b, prev_box.as_array()) > 0.3 for b in found))):
             return found
-        fast_reach = reach(frame.shape)
-        targets = [t for t in (self.min_face_px, 0.8 * prev_box.size if prev_box is not None else None) if t]
-        target = min(targets) if targets else None
-        if target is not None and target < fast_reach:
+        # a tracked face: look finer only when it is itself below the fast pass's reach (a large
+        # face the fast pass misses is turned or blurred, not small); no face: the minimum size
+        target = 0.8 * prev_box.size if prev_box is not None else self.min_face_px
+        if target and target < reach(frame.shape):
             found = self.detector.detect(frame, min_face=target)
         probe_due = self._frame - self._last_probe >= self.cfg.small_face_probe_every
         if not found and prev_box is None and self.min_face_px and probe_due:

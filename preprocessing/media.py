@@ -45,6 +45,7 @@ class MediaInfo:
     has_audio: bool
     variable_fps: bool
     codec: str | None  # video codec name
+    start_s: float = 0.0  # video stream start on the container timeline (iter_frames' time zero)
 
 
 def _rate(text: str | None) -> float:
@@ -109,7 +110,7 @@ def probe(path: str | Path) -> MediaInfo:
         width, height = height, width
     variable = bool(avg and real and abs(avg - real) / real > 0.01)
     return MediaInfo(duration, fps, width, height, rotation, n_frames, True, has_audio, variable,
-                     video.get("codec_name"))
+                     video.get("codec_name"), float(video.get("start_time") or 0.0))
 
 
 def _decord_message(exc: Exception) -> str:
@@ -180,7 +181,11 @@ def iter_frames(path: str | Path, *, fps: float = 25.0, batch_size: int = 32,
 def load_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | None = None) -> np.ndarray:
     """Decode the first audio stream to [N] float32 mono at `sample_rate` (ffmpeg resampler).
 
-    Time zero is the container start, the same zero as the first video frame from iter_frames.
+    Time zero is the first video frame, iter_frames' zero, whenever the streams start: an audio
+    stream that starts late is preceded by silence (ffmpeg's aresample places the samples on
+    the container timeline: `first_pts=0` pads the lead-in, `async` fills gaps), and the part
+    before a late-starting video is dropped. Without this, audio starting 0.3 s after the video
+    came out 0.3 s early, lips 7 frames behind their sound.
     Raises MediaError("no_audio_stream") or MediaError("audio_decode_failed").
     """
     path = Path(path)
@@ -188,7 +193,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | Non
     if not info.has_audio:
         raise MediaError("no_audio_stream", f"{path}: no audio stream")
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn",
-           "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
+           "-af", "aresample=async=1:first_pts=0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -197,7 +202,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | Non
         detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
         raise MediaError("audio_decode_failed", f"{path}: audio cannot be decoded ({detail[0][:160]})")
     usable = len(proc.stdout) // 4 * 4
-    return np.frombuffer(proc.stdout[:usable], dtype="<f4").astype(np.float32)
+    audio = np.frombuffer(proc.stdout[:usable], dtype="<f4").astype(np.float32)
+    return audio[max(0, round(info.start_s * sample_rate)):]  # [N] from the first video frame
 
 
 def prefetch(batches: Iterator, depth: int = 2) -> Iterator:

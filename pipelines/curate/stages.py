@@ -24,8 +24,10 @@ from pipelines.data import shards
 from pipelines.data.storage import Storage, is_remote
 
 if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
+    from preprocessing.audio_features import WhisperFeatureExtractor
     from preprocessing.clip import Clip
-    from preprocessing.config import FilterConfig, PreprocessConfig
+    from preprocessing.clips import VideoOutcome
+    from preprocessing.config import FilterConfig, PreprocessConfig, WhisperConfig
     from preprocessing.filters import SyncFilter
 
 MESSAGE_CHARS = 300  # reject messages are one line, not a traceback
@@ -56,8 +58,8 @@ class Stages:
     describe: ``(path, PreprocessConfig, n_frames) -> [128] face descriptor | None`` (cluster identities).
     """
 
-    extract: Callable[..., Any] | None = None
-    whisper: Callable[..., Any] | None = None
+    extract: Callable[[Path, PreprocessConfig, str], VideoOutcome] | None = None
+    whisper: Callable[[WhisperConfig], WhisperFeatureExtractor] | None = None
     describe: Callable[..., Any] | None = None
 
     def resolved(self) -> Stages:

@@ -32,11 +32,12 @@ from pipelines.dub.checks import check_bundle
 from pipelines.dub.config import DubConfig
 from pipelines.dub.generate import MouthGenerator
 from pipelines.dub.paste import FacePaster
-from pipelines.dub.quality import IdentityMeter, SyncMeter
+from pipelines.dub.quality import IdentityMeter, MouthMeter, SyncMeter
 from pipelines.dub.references import dub_references
 from pipelines.dub.render import render
 from pipelines.dub.timeline import Timeline, audio_frames, plan_timeline
 from pipelines.errors import UserError
+from pipelines.metrics.mouth import audio_envelope
 from preprocessing.config import PreprocessConfig
 from preprocessing.encode import mux_audio
 from preprocessing.media import FrameReader, MediaError, MediaInfo, load_audio, probe
@@ -95,6 +96,7 @@ class DubReport:
     references: list[int]
     sync: dict = field(default_factory=dict)  # lse_d, lse_c, offset, windows (bundle's SyncNet)
     identity: dict = field(default_factory=dict)  # identity_distance (dlib, same person < 0.6), frames
+    mouth: dict = field(default_factory=dict)  # mouth_activity of output and source vs the new audio
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step + end-to-end fps
     debug_video: str | None = None
     report_path: str | None = None
@@ -201,9 +203,10 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
     speech = load_audio(audio_path, SAMPLE_RATE, audio_info)
     audio_s = len(speech) / SAMPLE_RATE
     rows = _features(engine, speech)
-    del speech
     timings["features"] = time.perf_counter() - t0
     timeline = plan_timeline(analysis.n_frames, audio_frames(audio_s, fps), cfg.length_mode)
+    envelope = audio_envelope(speech, fps, timeline.n_frames, SAMPLE_RATE)  # [N_out] loudness per frame
+    del speech
     reader = FrameReader(video, fps, max_side=None, num_threads=preprocess.media.num_threads, info=info)
     paster = FacePaster(model_cfg, preprocess.align, cfg.paste_feather, cfg.colour_match)
     refs, generator = [], None
@@ -214,13 +217,24 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
         if engine.syncnet is not None and cfg.report else None
     dubbed_out = np.flatnonzero(analysis.usable[timeline.source])
     ident = IdentityMeter(_spread(dubbed_out, cfg.identity_samples if cfg.report else 0))
+    mouth = MouthMeter(timeline.n_frames) if cfg.report else None
     silent = work / "video.mp4"
     debug = out.with_suffix(".debug.mp4") if cfg.debug_video else None
-    render(reader, fps, timeline, analysis, paster, generator, cfg, silent, debug, sync, ident, timings, preprocess)
+    render(reader, fps, timeline, analysis, paster, generator, cfg, silent, debug, (sync, ident, mouth), timings,
+           preprocess)
     t0 = time.perf_counter()
     mux_audio(silent, audio_path, out, timeline.n_frames / fps)
     timings["mux"] = time.perf_counter() - t0
-    return _report(info, timeline, analysis, refs, sync, ident, timings, cfg, audio_s, debug, engine)
+    report = _report(info, timeline, analysis, refs, sync, ident, timings, cfg, audio_s, debug, engine)
+    report.mouth = _finite(mouth.result(envelope)) if mouth is not None else {}
+    return report
+
+
+def _finite(d):
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(d, dict):
+        return {k: _finite(v) for k, v in d.items()}
+    return None if isinstance(d, float) and not math.isfinite(d) else d
 
 
 def _report(info: MediaInfo, timeline: Timeline, analysis: FaceAnalysis, refs, sync, ident, timings: dict,
@@ -238,6 +252,6 @@ def _report(info: MediaInfo, timeline: Timeline, analysis: FaceAnalysis, refs, s
         frames=timeline.n_frames, source_frames=analysis.n_frames, audio_s=audio_s,
         length_mode=timeline.mode, requested_length_mode=cfg.length_mode, dubbed_frames=dubbed,
         passed_through=passed, face_coverage=dubbed / max(timeline.n_frames, 1),
-        shot_changes=len(analysis.shot_starts), references=[int(i) for i in refs], sync=sync_result,
-        identity=identity, timings={k: round(v, 4) for k, v in timings.items()},
+        shot_changes=len(analysis.shot_starts), references=[int(i) for i in refs], sync=_finite(sync_result),
+        identity=_finite(identity), timings={k: round(v, 4) for k, v in timings.items()},
         debug_video=str(debug) if debug else None, model=str(engine.bundle.root), device=engine.device)

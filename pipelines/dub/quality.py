@@ -4,6 +4,10 @@
   bundle's SyncNet: the output's aligned crops are put on SyncNet's 25 fps grid, each 5-frame window
   of dubbed frames is embedded as soon as it is complete (only its embedding is kept), and the
   offset search against the new audio runs at the end over the longest dubbed stretch.
+- Mouth activity (``pipelines.metrics.mouth``): the mouth opening of every dubbed frame (dlib 68
+  landmarks in the aligned crop, the face box known from the source) against the new audio's
+  envelope: mean opening in silence vs speech and the correlation; the same for the source frames
+  is the baseline (a dub that left the mouth alone would score like it).
 - Identity: dlib 128-d face descriptor distance between matched source and output frames, on a
   few frames spread over the video (the descriptor costs ~55 ms a frame).
 """
@@ -16,7 +20,9 @@ import torch
 from iptalker_model.syncnet import SyncNet
 from pipelines.dub.generate import to_unit
 from pipelines.metrics.identity import face_descriptors, identity_scores
+from pipelines.metrics.mouth import mouth_activity, mouth_opening
 from pipelines.metrics.sync import lse_from_embeddings
+from preprocessing.faces import Box, LandmarkPredictor68
 
 METRIC_FPS = 25.0  # SyncNet's grid: 2 Whisper rows per frame
 
@@ -109,3 +115,27 @@ class IdentityMeter:
         ok = scores.frames > 0
         return {"identity_distance": scores.distance if ok else None,
                 "identity_cosine": scores.cosine if ok else None, "frames": scores.frames}
+
+
+class MouthMeter:
+    """Mouth opening per output frame, of the dubbed output and of its source frame (NaN = not dubbed)."""
+
+    def __init__(self, n_out: int):
+        self.output = np.full(n_out, np.nan, np.float32)
+        self.source = np.full(n_out, np.nan, np.float32)
+        self.predictor = LandmarkPredictor68()
+
+    def add(self, out_frame: int, source_crop: np.ndarray, output_crop: np.ndarray, landmarks: np.ndarray) -> None:
+        """Aligned crops [S, S, 3] uint8 of one output frame; landmarks [68, 2] of the source in the crop."""
+        lo, hi = landmarks.min(0), landmarks.max(0)
+        pad = 0.1 * (hi - lo)
+        box = Box(*(lo - pad), *(hi + pad))
+        for crop, into in ((source_crop, self.source), (output_crop, self.output)):
+            lm = self.predictor.predict(np.ascontiguousarray(crop[..., 1]), box)  # green ~ luma, no conversion
+            into[out_frame] = mouth_opening(lm[None])[0]
+
+    def result(self, envelope: np.ndarray) -> dict:
+        """{"output": mouth_activity(...), "source": mouth_activity(...)} against ``envelope`` [N_out]."""
+        if not np.isfinite(self.output).any():
+            return {}
+        return {"output": mouth_activity(self.output, envelope), "source": mouth_activity(self.source, envelope)}

@@ -84,11 +84,12 @@ def _dub_chunk(frames, src, out_idx, analysis: FaceAnalysis, paster: FacePaster,
 
 
 def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
-           generator, cfg: DubConfig, out: Path, debug: Path | None, sync, ident, timings: dict,
+           generator, cfg: DubConfig, out: Path, debug: Path | None, meters: tuple, timings: dict,
            preprocess: PreprocessConfig) -> None:
     """Write the dubbed (silent) video to ``out`` and, when asked, the debug video to ``debug``."""
     for key in ("decode", "model", "paste", "encode"):
         timings.setdefault(key, 0.0)
+    sync, ident, mouth = meters
     weights = fade_weights(analysis.usable, cfg.fade_frames)
     sinks = [EncoderSink(out, fps, crf=cfg.crf, preset=cfg.preset)]
     if debug is not None:
@@ -103,8 +104,8 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
             if sync is not None:
                 sync.add(out_idx, gen_crops)
             for i, o in enumerate(out_idx):
-                if gen_crops[i] is not None and ident.wants(int(o)):
-                    _sample_identity(ident, frames[i], outputs[i], analysis, int(src[i]), preprocess)
+                if gen_crops[i] is not None and mouth is not None:
+                    _measure(int(o), frames[i], outputs[i], analysis, int(src[i]), preprocess, ident, mouth)
             timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t1
             t1 = time.perf_counter()
             for i in range(len(frames)):
@@ -123,8 +124,12 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
         raise
 
 
-def _sample_identity(ident, source: np.ndarray, output: np.ndarray, analysis: FaceAnalysis, src: int,
-                     preprocess: PreprocessConfig) -> None:
+def _measure(out_frame: int, source: np.ndarray, output: np.ndarray, analysis: FaceAnalysis, src: int,
+             preprocess: PreprocessConfig, ident, mouth) -> None:
+    """Aligned crops of a dubbed frame and its source for the mouth (every frame) and identity (a few)."""
     size, affine = preprocess.align.size, analysis.affines[src]
     landmarks = transform_points(analysis.landmarks[src], affine)
-    ident.add(warp_to_crop(source, affine, size), warp_to_crop(output, affine, size), landmarks)
+    source_crop, output_crop = warp_to_crop(source, affine, size), warp_to_crop(output, affine, size)
+    mouth.add(out_frame, source_crop, output_crop, landmarks)
+    if ident.wants(out_frame):
+        ident.add(source_crop, output_crop, landmarks)

@@ -18,6 +18,8 @@ class EvaluateConfig:
     seed: int = 0                # reference draws and cross-audio pairing
     syncnet: str = ""            # SyncNet weights overriding / completing the bundle's
     public_syncnet: str = ""     # joonson's syncnet_v2.model (state dict) for public LSE; "" = skip
+    lpips_backbone: str = ""     # torchvision vgg16 state dict for LPIPS; with lpips_heads, else skipped
+    lpips_heads: str = ""        # the lpips package's weights/v0.1/vgg.pth
     identity_every: int = 5      # identity descriptors on every n-th frame (dlib's ResNet is ~55 ms/frame)
     side_by_side: int = 2        # clips shown as frame strips in the HTML report
     batch_frames: int = 16       # frames per model forward (memory bound)

@@ -44,6 +44,12 @@ class EvalReport:
     mlflow_run_id: str = ""
     per_clip: list[dict] = field(default_factory=list)
 
+    def files(self) -> list[Path]:
+        """The files this evaluation wrote (report, plots, frame strips) and its eval-set manifest."""
+        pngs = sorted(p for p in self.out_dir.glob("*.png")
+                      if p.name == "metrics.png" or p.stem.split("-", 1)[-1] in {c["key"] for c in self.per_clip})
+        return [self.json_path, self.html_path, self.evalset_path, *pngs]
+
     def render(self) -> str:
         """The summary a user reads: lineage, then every number beside the baselines."""
         head = (f"Evaluated {self.model_uri} on {self.clips} clips (eval set {self.evalset_version}, "
@@ -66,7 +72,21 @@ def _load(model_uri: str, cfg: EvaluateConfig):
             public = M.PublicSyncNet.from_file(cfg.public_syncnet)
         except ValueError as e:
             raise UserError(str(e)) from None
-    return bundle, model, syncnet, public
+    return bundle, model, syncnet, public, _lpips(cfg)
+
+
+def _lpips(cfg: EvaluateConfig):
+    if not (cfg.lpips_backbone and cfg.lpips_heads):
+        return None
+    from pipelines.metrics.lpips import LPIPS
+
+    for path in (cfg.lpips_backbone, cfg.lpips_heads):
+        if not Path(path).is_file():
+            raise UserError(f"no LPIPS weights at {path!r} (evaluate.lpips_backbone / lpips_heads)")
+    try:
+        return LPIPS.from_files(cfg.lpips_backbone, cfg.lpips_heads)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _evalset(data_uri: str, cfg: EvaluateConfig, storage: Storage, out: Path) -> tuple[EvalSet, Path]:
@@ -77,7 +97,7 @@ def _evalset(data_uri: str, cfg: EvaluateConfig, storage: Storage, out: Path) ->
 
 
 def evaluate_clip(clip: dict, driver: dict | None, model, syncnet, public, cfg: EvaluateConfig,
-                  seed: int) -> tuple[dict, dict]:
+                  seed: int, lpips_net=None) -> tuple[dict, dict]:
     """Scores {setting: {candidate: {metric: v}}} for one clip, and its videos for the report."""
     mcfg, frames = model.cfg, clip["frames"]
     refs = draw_references(clip["landmarks"], mcfg.sync_frames, mcfg.num_references, seed)
@@ -88,7 +108,7 @@ def evaluate_clip(clip: dict, driver: dict | None, model, syncnet, public, cfg: 
     box, box_from = clip_mouth_box(source, mcfg)
     kw = dict(syncnet=syncnet, public=public, max_offset=cfg.max_offset)
     own = dict(rows=clip["whisper"], audio=clip["audio"])
-    scores = {"self": {n: score(f, source, box=box, **own, **kw) for n, f in faces.items()}}
+    scores = {"self": {n: score(f, source, box=box, lpips_net=lpips_net, **own, **kw) for n, f in faces.items()}}
     visuals = {"videos": videos, "faces": faces, "box_from": box_from}
     if driver is not None:
         rows, audio = driving_audio(clip, driver)
@@ -133,7 +153,7 @@ def run_evaluation(model_uri: str, data_uri: str, cfg: EvaluateConfig, storage: 
     storage = storage or Storage()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bundle, model, syncnet, public = _load(model_uri, cfg)
+    bundle, model, syncnet, public, lpips_net = _load(model_uri, cfg)
     es, es_path = _evalset(data_uri, cfg, storage, out)
     lineage = dataset_lineage(data_uri, storage)
     spec = WindowSpec.from_model(model.cfg)
@@ -144,7 +164,8 @@ def run_evaluation(model_uri: str, data_uri: str, cfg: EvaluateConfig, storage: 
     try:
         for i, clip in enumerate(clips):
             driver = by_key.get(es.cross_audio.get(clip["key"], ""))
-            scores, vis = evaluate_clip(clip, driver, model, syncnet, public, cfg, seed=cfg.seed * 100003 + i)
+            scores, vis = evaluate_clip(clip, driver, model, syncnet, public, cfg, seed=cfg.seed * 100003 + i,
+                                        lpips_net=lpips_net)
             per_clip.append({"key": clip["key"], "driver": driver["key"] if driver else "",
                              "mouth_box_from": vis["box_from"], "audio_error": clip["audio_error"],
                              "frames": len(clip["frames"]), "scores": scores})
@@ -188,6 +209,7 @@ def _write(report: EvalReport, es: EvalSet, lineage: dict, bundle, cfg: Evaluate
                "dataset": f"{lineage.get('dataset.version', '?')} ({lineage.get('dataset.path', '')})",
                "dataset sha256": lineage.get("dataset.sha256", "missing"),
                "public SyncNet": cfg.public_syncnet or "not given (LSE with our SyncNet only)",
-               "LPIPS / ArcFace": "not computed (no weights ship offline)"}
+               "LPIPS": "computed" if cfg.lpips_backbone and cfg.lpips_heads else "not computed (evaluate.lpips_* not given)",
+               "ArcFace": "not implemented (no weights ship offline; dlib identity instead)"}
     R.write_html(report.html_path, title="iptalker evaluation", summary=summary, metrics=report.metrics,
                  images=images)

@@ -25,10 +25,12 @@ def log_evaluation(report, es, lineage: dict, bundle, cfg, tracking_cfg: Trackin
     numbers; the JSON report keeps them)."""
     import mlflow
 
-    run_id = tracking.start_run(tracking_cfg, tags={"iptalker.job": "evaluate",
-                                                    "evalset.version": es.version,
-                                                    "dataset.version": lineage.get("dataset.version", ""),
-                                                    "model.uri": report.model_uri})
+    tags = {"iptalker.job": "evaluate", "evalset.version": es.version,
+            "dataset.version": lineage.get("dataset.version", ""), "model.uri": report.model_uri}
+    if mlflow.active_run() is not None:  # called inside a caller's run (e.g. promote): a child run
+        run_id = mlflow.start_run(nested=True, run_name="evaluate", tags=tags).info.run_id
+    else:
+        run_id = tracking.start_run(tracking_cfg, tags=tags)
     try:
         tracking.log_params({"evaluate": cfg.to_dict(), "model_uri": report.model_uri,
                              "evalset.version": es.version, "evalset.clips": report.clips,
@@ -38,7 +40,8 @@ def log_evaluation(report, es, lineage: dict, bundle, cfg, tracking_cfg: Trackin
                          context="dataset", tags={"version": lineage.get("dataset.version", "")})
         mlflow.log_input(_meta_dataset(str(report.evalset_path.resolve()), f"evalset-{es.version}", es.version),
                          context="evalset", tags={"version": es.version, "clips": str(report.clips)})
-        mlflow.log_artifacts(str(report.out_dir), artifact_path="evaluation")
+        for path in report.files():  # only what this evaluation wrote, not the whole --out folder
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
     except BaseException:
         tracking.end_run("FAILED")
         raise

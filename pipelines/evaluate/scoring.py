@@ -70,13 +70,19 @@ def _activity(cand: Face, audio) -> dict[str, float]:
 
 
 def score(cand: Face, source: Face, *, rows, audio, syncnet, public, max_offset: int,
-          box=None) -> dict[str, float]:
+          box=None, lpips_net=None) -> dict[str, float]:
     """All metrics of one candidate video against the source clip; ``box`` adds PSNR/SSIM (self)."""
     out: dict[str, float] = {}
     if box is not None:
         out.update(psnr=metrics.psnr(cand.frames, source.frames), ssim=metrics.ssim(cand.frames, source.frames),
                    mouth_psnr=metrics.psnr(cand.frames, source.frames, box=box),
                    mouth_ssim=metrics.ssim(cand.frames, source.frames, box=box))
+        if lpips_net is not None:
+            from pipelines.metrics.lpips import lpips
+
+            y0, y1, x0, x1 = box
+            out.update(lpips=lpips(cand.frames, source.frames, lpips_net),
+                       mouth_lpips=lpips(cand.frames[:, y0:y1, x0:x1], source.frames[:, y0:y1, x0:x1], lpips_net))
     out.update(_sync(cand, rows, audio, syncnet, public, max_offset))
     ident = metrics.identity_scores(cand.frames, source.frames, generated_desc=cand.descriptors,
                                     source_desc=source.descriptors)

@@ -38,6 +38,9 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        """A refusal is its one line; otherwise the decision table (if any) and what changed."""
+        if self.event in ("refuse", "conflict"):
+            return self.messages[-1]
         table = render_table(self.decision) + "\n" if self.decision else ""
         return table + "\n".join(self.messages)
 
@@ -47,10 +50,10 @@ def evaluator(data_uri: str, eval_cfg, storage_cfg, tracking_cfg: TrackingConfig
 
     def evaluate(model_uri: str) -> tuple[dict[str, float], str]:
         from pipelines.data.storage import Storage
-        from pipelines.evaluate import run_evaluation
+        from pipelines.evaluate import EvaluateConfig, run_evaluation
 
         safe = model_uri.replace(":/", "-").replace("/", "-").replace("@", "-")
-        report = run_evaluation(model_uri, data_uri, eval_cfg, Storage(storage_cfg), tracking_cfg,
+        report = run_evaluation(model_uri, data_uri, eval_cfg or EvaluateConfig(), Storage(storage_cfg), tracking_cfg,
                                 f"{out_dir}/{safe}")
         return dict(report.metrics), str(report.evalset_version)
 

@@ -12,7 +12,9 @@ import subprocess
 from pipelines.errors import UserError
 
 METRIC_PREFIX = "metric."
-EVAL_PREFIXES = ("self.", "cross.", "baseline.")  # the evaluation report's metric namespaces
+# the model's own evaluation metrics (the report's baseline.* numbers describe the data, not the
+# version: they stay in the evaluation run)
+EVAL_PREFIXES = ("self.", "cross.")
 EVAL_SET_TAG = "eval_set.version"
 
 
@@ -34,7 +36,7 @@ def eval_metrics(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def metric_tags(metrics: dict[str, float], eval_set: str) -> dict[str, str]:
-    tags = {METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()}
+    tags = {METRIC_PREFIX + k: repr(float(v)) for k, v in eval_metrics(metrics).items()}
     return {**tags, EVAL_SET_TAG: eval_set} if eval_set else tags
 
 

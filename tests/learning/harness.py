@@ -8,8 +8,9 @@ Training uses the real pieces: contract shards read by ``pipelines.data.loader``
 selection included) and the task layer (``generator_losses`` / ``syncnet_losses``) that the
 DeepSpeed trainer calls; only the DeepSpeed wrapper is left out (one process, plain Adam), so the
 suite does not pay its start-up. Measures: dlib 68-point landmarks on generated frames (upscaled
-x4, box from the source's landmarks; ``test_measure_agrees_with_rendered_opening`` checks it
-against the rendered ground truth), dlib 128-d identity descriptors, RMS envelopes.
+x4, the face box from the source's landmarks: the face is where the source's was) fed to
+``pipelines.metrics`` (mouth opening, audio envelope, mouth activity, identity, PSNR);
+``test_mouth_measures_agree_with_the_rendered_opening`` checks them against the ground truth.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from iptalker_model import IPTalker, PatchDiscriminator, SyncNet, mask_source
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
 from preprocessing.references import select_references
-from tests.fixtures.talking_shards import TalkingClip, talking_corpus, write_shards
+from tests.fixtures.talking_shards import TalkingClip, held_out_split, talking_corpus, write_shards
 
 
 @dataclass
@@ -49,9 +50,8 @@ def load_recipe(path: str, overrides: list[str] | None = None):
 def corpus_for(settings, root: str) -> tuple[str, list[TalkingClip]]:
     """Write the recipe's training corpus (train + held-out identities) as shards under root."""
     d = settings.train.extra.get("corpus", {})
-    train, test = talking_corpus(list(range(d.get("train_identities", 6))),
-                                 list(range(100, 100 + d.get("test_identities", 2))),
-                                 d.get("clips_per_identity", 2), d.get("seconds", 5.0),
+    train_ids, test_ids = held_out_split(d.get("train_identities", 6), d.get("test_identities", 2))
+    train, test = talking_corpus(train_ids, test_ids, d.get("clips_per_identity", 2), d.get("seconds", 5.0),
                                  settings.model.image_size, d.get("audio", "whisper"))
     return write_shards(root, train + test), test
 
@@ -225,45 +225,38 @@ def dlib_landmarks(frames: np.ndarray, boxes_from: np.ndarray, up: int = 4) -> n
                      for _, s in _shapes(frames, boxes_from, up)])
 
 
-def mouth_opening(frames: np.ndarray, boxes_from: np.ndarray, rest: float) -> np.ndarray:
-    """[N] mouth aspect ratio from dlib landmarks minus ``rest`` (the identity's closed-mouth
-    ratio), clipped at 0: 0 for a closed mouth, ~0.1-0.3 when speaking."""
-    from preprocessing.references import mouth_aspect_ratio
+def opening(frames: np.ndarray, boxes_from: np.ndarray, rest: float) -> np.ndarray:
+    """[N] mouth opening (``pipelines.metrics.mouth.mouth_opening`` of dlib landmarks) minus
+    ``rest``, the identity's closed-mouth value (the photo's smile shows teeth), clipped at 0."""
+    from pipelines.metrics.mouth import mouth_opening
 
-    return np.clip(mouth_aspect_ratio(dlib_landmarks(frames, boxes_from)) - rest, 0, None)
+    return np.clip(mouth_opening(dlib_landmarks(frames, boxes_from)) - rest, 0, None)
 
 
 def rest_ratio(clip: TalkingClip) -> float:
-    """The identity's closed-mouth aspect ratio, measured by dlib on its silent real frames."""
-    from preprocessing.references import mouth_aspect_ratio
+    """The identity's closed-mouth opening, measured by dlib on its silent real frames."""
+    from pipelines.metrics.mouth import mouth_opening
 
     silent = clip.mouth_open == 0
-    return float(np.median(mouth_aspect_ratio(dlib_landmarks(clip.frames[silent], clip.landmarks[silent]))))
+    return float(np.median(mouth_opening(dlib_landmarks(clip.frames[silent], clip.landmarks[silent]))))
 
 
 def identity_distance(a: np.ndarray, b: np.ndarray, boxes_from: np.ndarray, every: int = 10) -> float:
-    """Mean dlib 128-d descriptor distance between frames a and b (every ``every``-th frame)."""
-    _, desc = _dlib()
+    """``pipelines.metrics.identity`` descriptor distance of frames a vs b (every ``every``-th)."""
+    from pipelines.metrics.identity import face_descriptors, identity_scores
+
     pick = slice(None, None, every)
-    da = [np.array(desc.compute_face_descriptor(i, s)) for i, s in _shapes(a[pick], boxes_from[pick])]
-    db = [np.array(desc.compute_face_descriptor(i, s)) for i, s in _shapes(b[pick], boxes_from[pick])]
-    return float(np.mean([np.linalg.norm(x - y) for x, y in zip(da, db)]))
+    lm_a, lm_b = dlib_landmarks(a[pick], boxes_from[pick]), dlib_landmarks(b[pick], boxes_from[pick])
+    return identity_scores(a[pick], b[pick], generated_desc=face_descriptors(a[pick], lm_a),
+                           source_desc=face_descriptors(b[pick], lm_b)).distance
 
 
-def rms_envelope(audio: np.ndarray, n: int) -> np.ndarray:
-    from preprocessing.synthetic.speech import frame_rms
+def mouth_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray) -> float:
+    """``pipelines.metrics.image.psnr`` over the target's mouth box (``metrics.mouth.mouth_box``)."""
+    from pipelines.metrics.image import psnr
+    from pipelines.metrics.mouth import mouth_box
 
-    return frame_rms(audio, 25.0, n)
-
-
-def mouth_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray, cfg) -> float:
-    """PSNR (dB) over the lips box (``mask.mouth_box`` of the target's landmarks) of uint8 frames."""
-    from iptalker_model.mask import mouth_box
-
-    rows, cols = mouth_box(cfg, torch.from_numpy(landmarks / cfg.image_size))
-    x, y = a[:, rows, cols].astype(np.float64), b[:, rows, cols].astype(np.float64)
-    mse = ((x - y) ** 2).reshape(len(x), -1).mean(1).clip(1e-10)
-    return float((10 * np.log10(255.0**2 / mse)).mean())
+    return float(psnr(a, b, box=mouth_box(landmarks, a.shape[1:3])))
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -285,26 +278,25 @@ def generate(tr: Trained, answer: str, clip: TalkingClip, driving: np.ndarray) -
 
 def figures(tr: Trained) -> dict:
     """Every bar's figure for every answer (trained model and the trivial ones)."""
-    cfg = tr.settings.model
     clips = tr.test_clips
     pairs = [(a, b) for a in clips for b in clips if a.identity != b.identity][:4]
+    from pipelines.metrics.mouth import audio_envelope, mouth_activity
+
     out = {a: {"cross_r": [], "silence_ratio": [], "psnr": [], "identity": []} for a in ANSWERS}
     source_r = []
     for a, b in pairs:
         n = min(len(a.frames), len(b.frames))
-        env = rms_envelope(b.audio, n)
-        speech, silent = b.mouth_open[:n] > 0.2, b.mouth_open[:n] == 0
+        env = audio_envelope(b.audio, 25.0, n)
         rest = rest_ratio(a)
-        source_r.append(corr(mouth_opening(a.frames[:n], a.landmarks[:n], rest), env))
+        source_r.append(mouth_activity(opening(a.frames[:n], a.landmarks[:n], rest), env)["corr"])
         for ans in ANSWERS:
-            gen = generate(tr, ans, a, b.whisper)
-            opening = mouth_opening(gen, a.landmarks[:n], rest)
-            out[ans]["cross_r"].append(corr(opening, env))
-            out[ans]["silence_ratio"].append(float(opening[silent].mean() / max(opening[speech].mean(), 1e-6)))
+            act = mouth_activity(opening(generate(tr, ans, a, b.whisper), a.landmarks[:n], rest), env)
+            out[ans]["cross_r"].append(np.nan_to_num(act["corr"]))
+            out[ans]["silence_ratio"].append(act["silence_ratio"])
     for c in clips:
         for ans in ANSWERS:
             gen = generate(tr, ans, c, c.whisper)
-            out[ans]["psnr"].append(mouth_psnr(gen, c.frames, c.landmarks, cfg))
+            out[ans]["psnr"].append(mouth_psnr(gen, c.frames, c.landmarks))
             out[ans]["identity"].append(identity_distance(gen, c.frames, c.landmarks))
     summary = {ans: {k: float(np.mean(v)) for k, v in d.items()} for ans, d in out.items()}
     summary["source_own_mouth_vs_driving_r"] = float(np.mean(source_r))
@@ -351,12 +343,18 @@ def main() -> None:
 
     shutil.rmtree(args.out, ignore_errors=True)
     tr = train_recipe(settings, args.out)
-    print("training seconds", {k: round(v) for k, v in tr.seconds.items()})
-    print("syncnet", syncnet_figures(tr))
-    for k, v in figures(tr).items():
-        print(k, v)
     torch.save(tr.model.state_dict(), f"{args.out}/model.pt")
-    print(dataclasses.asdict(settings.model)["extra"])
+    torch.save(tr.syncnet.state_dict(), f"{args.out}/syncnet.pt")
+    print("training CPU seconds", {k: round(v) for k, v in tr.seconds.items()}, flush=True)
+    result = {"cpu_seconds": tr.seconds, "syncnet": syncnet_figures(tr)}
+    print("syncnet", result["syncnet"], flush=True)
+    result.update(figures(tr))
+    for k, v in result.items():
+        print(k, v)
+    import json
+
+    with open(f"{args.out}/figures.json", "w") as f:
+        json.dump({"model": dataclasses.asdict(settings.model), **result}, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

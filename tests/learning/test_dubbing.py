@@ -12,7 +12,7 @@ import torch
 
 from tests.learning.harness import (
     dlib_landmarks,
-    mouth_opening,
+    opening,
     rest_ratio,
     syncnet_figures,
     to_unit,
@@ -25,13 +25,13 @@ LAZY = ("untrained", "mean_reference", "copy_reference", "source")
 def test_mouth_measures_agree_with_the_rendered_opening(trained):
     """dlib landmarks on upscaled 64 px crops see the mouth open (so the bars below can use them),
     and the trainer's pixel proxy agrees with those landmarks on real frames."""
+    from pipelines.metrics.mouth import mouth_opening
     from pipelines.train.val_metrics import mouth_opening_proxy
-    from preprocessing.references import mouth_aspect_ratio
 
     for clip in trained.test_clips:
-        measured = mouth_opening(clip.frames, clip.landmarks, rest_ratio(clip))
+        measured = opening(clip.frames, clip.landmarks, rest_ratio(clip))
         assert np.corrcoef(measured, clip.mouth_open)[0, 1] > 0.85
-        mar = mouth_aspect_ratio(dlib_landmarks(clip.frames, clip.landmarks))
+        mar = mouth_opening(dlib_landmarks(clip.frames, clip.landmarks))
         proxy = mouth_opening_proxy(to_unit(clip.frames), torch.from_numpy(clip.landmarks / 64.0),
                                     trained.settings.model).numpy()
         assert np.corrcoef(proxy, mar)[0, 1] > 0.7

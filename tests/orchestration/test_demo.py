@@ -44,6 +44,8 @@ def test_demo_runs_the_whole_loop_and_prints_the_summary(demo):
     for what in ("dataset:", "mlflow ui --backend-store-uri", "champion: models:/iptalker@champion",
                  "metrics against the baselines", "dubbed video:"):
         assert what in stdout, what
+    assert {p.parent.name for p in (work / "dataset" / "shards").glob("*/*.done.json")} == {"train", "val"}
+    assert (work / "dataset" / "report" / "index.html").is_file()
     records = sorted(p.name for p in (work / "stages").glob("*.json"))
     assert len(records) == 10 and records[-1].endswith("-dub.json")
 
@@ -57,7 +59,7 @@ def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     champion = client.get_model_version_by_alias("iptalker", "champion")
     evaluation = json.loads((work / "stages" / "06-evaluate.json").read_text())["outputs"]["metrics"]
     for metric in ("self.mouth_psnr",):  # reconstruction: higher is better than every lazy answer
-        for base in ("copy_reference", "mean_references"):
+        for base in ("copy_reference", "mean_reference"):
             assert evaluation[metric] > evaluation[f"baseline.{base}.{metric}"], (metric, base, evaluation)
     assert champion.version
 

@@ -67,6 +67,19 @@ def test_missing_inputs_fail_before_any_worker_starts(tmp_path):
     assert "no finished shards" in r.stderr
 
 
+def test_empty_train_split_fails_in_one_line_before_any_worker_starts(tmp_path):
+    """A dataset whose identities all landed in val would otherwise resample forever."""
+    only_val = write_corpus(str(tmp_path / "only-val"), videos=2, clips=1, frames=20, val_videos=2)
+    with pytest.raises(LaunchError, match="train split .* is empty .*curate.val_fraction"):
+        launch_training(job_settings(tmp_path, data=only_val), launcher="local")
+    assert not (tmp_path / "run").exists()
+    r = subprocess.run([str(Path(sys.executable).with_name("iptalker")), "train", "--data", only_val,
+                        "--stage", "syncnet", "--out", str(tmp_path / "cli-run")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert "train split" in r.stderr and "is empty" in r.stderr
+
+
 def test_missing_syncnet_expert_fails_before_any_worker_starts(corpus, tmp_path):
     s = job_settings(tmp_path, data=corpus, stage="iptalker", syncnet_checkpoint=str(tmp_path / "nope.pt"))
     with pytest.raises(LaunchError, match="syncnet_checkpoint .*iptalker export"):

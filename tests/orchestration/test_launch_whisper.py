@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from iptalker_model.config import ModelConfig
 from orchestration.launch import check_whisper, resolve_job
+from pipelines.data.geometry import geometry_record
 from pipelines.errors import UserError
 from preprocessing.audio_features import encoder_identity
+from preprocessing.config import PreprocessConfig
 from tests.fixtures.corpus import write_corpus
 from tests.fixtures.whisper import random_whisper
 
@@ -23,7 +26,8 @@ def dataset_a(tmp_path_factory) -> str:
     """Finished shards whose dataset.json records encoder A (random-init, seed 0)."""
     root = tmp_path_factory.mktemp("ds-a")
     write_corpus(str(root), videos=2, clips=1, frames=20, size=32)
-    doc = {"version": "a", "whisper": encoder_identity(random_whisper(seed=0))}
+    doc = {"version": "a", "whisper": encoder_identity(random_whisper(seed=0)),
+           "geometry": geometry_record(PreprocessConfig().align, ModelConfig.tiny())}  # only the encoder differs
     (root / "dataset.json").write_text(json.dumps(doc))
     return str(root)
 

@@ -71,14 +71,14 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         proc = subprocess.Popen(driver(out, tmp_path / "in", env, "--temp-dir", tmp_a), env=env, cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 240
-        while not list(out.glob("shards/*.done.json")) and proc.poll() is None and time.monotonic() < deadline:
+        while not list(out.glob("shards/*/*.done.json")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "the driver finished before it could be killed"
         proc.send_signal(signal.SIGKILL)  # mid-run: one shard committed, videos and writes in flight
         proc.wait()
         kill_ray_processes(tmp_a)
-        committed_before = len(list(out.glob("shards/*.done.json")))
-        assert 1 <= committed_before < len(list((tmp_path / "ref").glob("shards/*.done.json")))
+        committed_before = len(list(out.glob("shards/*/*.done.json")))
+        assert 1 <= committed_before < len(list((tmp_path / "ref").glob("shards/*/*.done.json")))
 
         rerun = subprocess.run(driver(out, tmp_path / "in", env, "--temp-dir", tmp_b), env=env, cwd=REPO,
                                timeout=300, capture_output=True, text=True)
@@ -92,8 +92,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     assert len(keys) == len(set(keys)) and set(keys) == set(ref_keys) and len(ref_keys) == 24
     leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
     assert not leftovers
-    tars = {p.name[: -len(".tar")] for p in out.glob("shards/*.tar")}
-    assert tars == {p.name[: -len(".done.json")] for p in out.glob("shards/*.done.json")}
+    tars = {p.name[: -len(".tar")] for p in out.glob("shards/*/*.tar")}
+    assert tars == {p.name[: -len(".done.json")] for p in out.glob("shards/*/*.done.json")}
     inputs = pd.read_parquet(out / "index/inputs.parquet")
     assert len(inputs) == 14 and inputs["uri"].is_unique and (inputs["reason"] != "not_processed").all()
 

@@ -74,6 +74,9 @@ def test_report_and_debug_video(main_dub):
     assert 0.0 <= saved["identity"]["identity_distance"] < 2.0 and saved["identity"]["frames"] > 0
     assert {"decode", "faces", "features", "model", "paste", "encode"} <= set(saved["timings"])
     assert len(saved["references"]) == 5
+    for who in ("output", "source"):  # mouth activity against the new audio, with the source as baseline
+        assert {"silent_mean", "speech_mean", "silence_ratio", "corr"} <= set(saved["mouth"][who])
+        assert saved["mouth"][who]["speech_mean"] is not None
     debug = probe(report.debug_video)
     assert debug.n_frames == report.frames and debug.width == 640
 
@@ -127,3 +130,15 @@ def test_longer_audio_length_modes(tmp_path, mode, video_1s, long_speech, tiny_b
     for o, s in source_of.items():
         others = [psnr(dub[o], src[k], upper) for k in range(n_video) if abs(k - s) > 3]
         assert psnr(dub[o], src[s], upper) > max(others), (mode, o, s)
+
+
+def test_chunk_size_leaves_no_seam(tmp_path, video_1s, new_speech, tiny_bundle):
+    """Chunks are a memory bound only: 7-frame and 16-frame chunks give the same video."""
+    outs = []
+    for chunk in (7, 16):
+        out = tmp_path / f"chunk{chunk}.mp4"
+        dub_video(str(video_1s), str(new_speech), str(out), tiny_bundle,
+                  DubConfig(chunk_frames=chunk, model_batch=chunk, report=False), random_preprocess())
+        outs.append(read_all(out, 25.0))
+    assert outs[0].shape == outs[1].shape
+    assert psnr(outs[0], outs[1]) > 45.0

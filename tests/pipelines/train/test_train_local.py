@@ -74,6 +74,17 @@ def test_a_kill_inside_a_save_leaves_the_previous_checkpoint_resumable(tmp_path,
     assert load_iptalker(export_checkpoint(out, tmp_path / "final.pt")).cfg.image_size == 32
 
 
+def test_no_validation_samples_is_one_line_and_training_goes_on(tmp_path, capfd):
+    data = write_corpus(str(tmp_path / "ds"), videos=2, clips=1, frames=30, val_videos=0)
+    j = job(data, tmp_path, 2, False)
+    j["train"].update(stage="syncnet", val_every=1)
+    summary = launch_training(j, launcher="local")
+    err = capfd.readouterr().err
+    assert summary["status"] == "FINISHED" and summary["step"] == 2
+    assert err.count("no validation samples") == 1 and "val shard set is empty" in err
+    assert not any(k.startswith("val_") for k in summary["metrics"])
+
+
 def test_bf16_path_trains_and_exports_fp32(tmp_path):
     """The precision a GPU run picks (bf16), exercised on CPU where DeepSpeed supports it too."""
     from iptalker_model.checkpoint import load_iptalker

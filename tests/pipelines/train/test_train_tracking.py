@@ -4,16 +4,13 @@ a real ``mlflow server`` (the remote case), where a training run logs over HTTP.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipelines import tracking
 from pipelines.tracking import TrackingConfig
-from tests.conftest import free_port
-from tests.fixtures.servers import start_http_server
+from tests.fixtures.servers import start_mlflow_server
 
 
 def test_flatten_nested_config_to_mlflow_params():
@@ -66,14 +63,7 @@ def test_file_store_works_when_asked_for(tmp_path, monkeypatch):
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` on loopback; job execution off and one worker: healthy in seconds at
     ~0.5 GB instead of ~20 s and ~2 GB with the defaults."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1",
-           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-           "--artifacts-destination", str(tmp_path / "server-artifacts")]
-    url = f"http://127.0.0.1:{port}"
-    proc = start_http_server(cmd, url + "/health", tmp_path / "server.log", env=env)
+    proc, url = start_mlflow_server(tmp_path)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
