@@ -86,9 +86,9 @@ def _serialize(variables: dict[str, np.ndarray], aliases: dict[str, str]) -> byt
 def test_converter_restores_every_tensor_of_a_ctranslate2_whisper():
     torch.manual_seed(0)
     model = Whisper(SMALL)
-    with torch.no_grad():  # whisper inits LayerNorm to (1, 0) and biases to 0: make every tensor telling
+    with torch.no_grad():  # whisper leaves some tensors uninitialised (torch.empty) or constant: make each telling
         for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.copy_(0.1 * torch.randn_like(p))
     data = _serialize(_ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"})
     ckpt = ww.to_openai_whisper(ww.read_ctranslate2(data))
     assert ckpt["dims"] == SMALL.__dict__
