@@ -122,3 +122,18 @@ def test_small_persistent_face_beside_the_speaker_is_not_counted(outcomes, media
     assert len(DlibHogDetector().detect(frame)) == 2
     strict = FaceTracker(FaceConfig(second_face_min_ratio=0.2), min_face_px=64)
     assert (strict.track(frame[None]).face_counts == 2).all()
+
+
+@pytest.mark.slow
+def test_a_100px_face_is_found_in_4k(tmp_path):
+    """4K decodes at media.max_side (1280): a 100 px source face is ~33 px there, far below the
+    fast pass; the fine pass still finds and tracks it, and its size comes back in 4K pixels."""
+    path = write_plan(plan_clip(8, seconds=0.6, size=(3840, 2160), fps=25, face_frac=100 / 2160),
+                      tmp_path / "uhd.mp4", preset="ultrafast")
+    cfg = PreprocessConfig()
+    frames = np.concatenate([f for _, f in iter_frames(path, max_side=cfg.media.max_side)])  # [T, 720, 1280, 3]
+    scale = frames.shape[2] / 3840
+    assert DlibHogDetector().detect(frames[0]) == []  # the fast pass alone: no face
+    track = FaceTracker(cfg.face, min_face_px=cfg.filters.min_face_size * scale).track(frames)
+    assert track.valid.mean() > 0.9
+    assert 80 < np.median(track.face_size[track.valid]) / scale < 125
