@@ -24,7 +24,7 @@ import torch
 from iptalker_model.mask import lower_face_mask, mask_source
 from pipelines.data import shards as contract
 from pipelines.data.loader import WindowSpec, audio_windows, decode_clip, reference_indices
-from pipelines.data.storage import Storage, join
+from pipelines.data.storage import Storage
 from pipelines.evaluate.evalset import EvalSet
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,12 @@ def read_clips(es: EvalSet, data_root: str, storage: Storage, spec: WindowSpec,
     """{"key", "frames" uint8 [N, S, S, 3], "whisper" [2N, D], "audio" float32 16 kHz | None,
     "meta"} for each eval-set sample, in manifest order; N <= max_frames."""
     wanted = {s["key"]: s["shard"] for s in es.samples}
+    tars = {s.name: s.tar for s in contract.list_done_shards(storage, data_root, split=es.split)}
     by_key = {}
     for shard in sorted(set(wanted.values())):
-        tar = join(data_root, contract.SHARDS_DIR, shard + ".tar")
+        if shard not in tars:
+            raise ValueError(f"shard {shard} of eval set {es.version} is not in {data_root}")
+        tar = tars[shard]
         for key, files in contract.iter_shard_samples(storage, tar, decode=False):
             if wanted.get(key) == shard:
                 by_key[key] = _decode(key, files, spec, max_frames)

@@ -63,7 +63,9 @@ def _split_keys(storage: Storage, shard: contract.DoneShard, split: str) -> list
 def build_evalset(data_root: str, storage: Storage, *, split: str, max_clips: int, seed: int) -> EvalSet:
     """Pick up to ``max_clips`` clips of ``split`` (seeded, then sorted) and pair each with the audio
     of the next clip in the list (another clip; none when only one is picked)."""
-    done = contract.list_done_shards(storage, data_root)
+    if split not in contract.SPLITS:
+        raise UserError(f"{data_root} has no {split!r} clips to evaluate on (splits: {', '.join(contract.SPLITS)})")
+    done = contract.list_done_shards(storage, data_root, split=split)  # the split's own shard set
     if not done:
         raise UserError(f"no finished shards under {data_root}; run `iptalker curate` first")
     found = [(key, s) for s in done for key in _split_keys(storage, s, split)]
@@ -92,7 +94,8 @@ def load_evalset(path: str | Path, data_root: str, storage: Storage) -> EvalSet:
     es = EvalSet(d["split"], d["samples"], d["shards"], d.get("cross_audio", {}), d.get("data_root", ""))
     if d.get("version") and d["version"] != es.version:
         raise UserError(f"{path}: content does not match its version {d['version']} (edited by hand?)")
-    current = {s.name: s.record.get("sha256") for s in contract.list_done_shards(storage, data_root)}
+    current = {s.name: s.record.get("sha256")
+               for s in contract.list_done_shards(storage, data_root, split=es.split)}
     for name, sha in es.shards.items():
         if current.get(name) != sha:
             now = current.get(name) or "missing"
