@@ -156,7 +156,7 @@ def test_changed_dataset_or_bad_model_is_one_line_exit_2(first, world):
     out1, _, _ = first
     changed = world["tmp"] / "changed"
     shutil.copytree(world["data"], changed)
-    for done in (changed / "shards").glob("*.done.json"):  # as if every shard had been rewritten
+    for done in (changed / "shards").glob("*/*.done.json"):  # as if every shard had been rewritten
         record = json.loads(done.read_text())
         record["sha256"] = "0" * 64
         done.write_text(json.dumps(record))
