@@ -142,7 +142,7 @@ def write_dataset_json(storage: Storage, root: str, version: str | None, configs
         "code_version": code_version(), GEOMETRY_KEY: geometry, "whisper": whisper,
         "config": {k: asdict(v) if is_dataclass(v) else v for k, v in configs.items()},
         "counts": summary_counts,
-        "shards": [{"name": s.name, "samples": s.record["samples"], "bytes": s.record["bytes"],
+        "shards": [{"name": s.name, "split": s.split, "samples": s.record["samples"], "bytes": s.record["bytes"],
                     "sha256": s.record["sha256"]} for s in done],
     }
     storage.write_bytes(join(root, shards.DATASET_JSON), json.dumps(doc, indent=1, default=str).encode())
