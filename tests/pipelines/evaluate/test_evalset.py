@@ -39,7 +39,7 @@ def test_saved_manifest_reloads_and_pins_the_shards(data, tmp_path):
     with pytest.raises(UserError, match="does not match its version"):
         load_evalset(tmp_path / "edited.json", data, st)
     name = next(iter(es.shards))
-    marker = f"{data}/shards/{name}.done.json"
+    marker = f"{data}/shards/{es.split}/{name}.done.json"  # shards live in per-split sets
     record = json.loads(open(marker).read())
     saved = record["sha256"]
     record["sha256"] = "f" * 64                                      # the shard was rewritten
