@@ -72,26 +72,6 @@ def write_bundle(out_dir: str | Path, iptalker_weights: str | Path, syncnet_weig
     return out
 
 
-def whisper_identity(whisper_cfg: dict | None) -> dict:
-    """The encoder a dataset was featurised with, as a bundle records it (``dub`` compares it with
-    its own encoder): ``{"sha256", "random_init": False}`` of the checkpoint file, or
-    ``{"random_init": True, "model_name", "seed"}`` for the seeded random encoder (tests, demo).
-    ``{}`` when the dataset does not record its Whisper settings."""
-    from pipelines.data.shards import file_sha256
-
-    if not whisper_cfg:
-        return {}
-    ckpt = whisper_cfg.get("checkpoint")
-    if ckpt:
-        path = Path(str(ckpt).removeprefix("file://"))
-        if not path.is_file():
-            raise UserError(f"the dataset's Whisper checkpoint {ckpt!r} is not readable here; "
-                            "its sha256 identifies the encoder in the bundle")
-        return {"sha256": file_sha256(path), "random_init": False}
-    return {"random_init": True, "model_name": whisper_cfg.get("model_name", "tiny"),
-            "seed": whisper_cfg.get("seed", 0)}
-
-
 def _from_dir(root: Path) -> Bundle:
     meta_path = root / BUNDLE_JSON
     if not meta_path.is_file():

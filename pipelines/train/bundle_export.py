@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from pipelines.data import bundle as contract
-from pipelines.data.storage import Storage, StorageConfig, join
+from pipelines.data.storage import Storage, StorageConfig
 from pipelines.errors import UserError
 from pipelines.train import checkpointing
 from pipelines.train.export import MODEL_STATES, _safe_globals, export_checkpoint, resolve_save_dir
@@ -42,15 +42,12 @@ def client_state(save_dir: Path, tag: str) -> dict:
 
 
 def dataset_record(data_root: str, storage: Storage) -> tuple[dict, dict]:
-    """(lineage of the training data, Whisper identity from its ``dataset.json``)."""
+    """(lineage of the training data, the Whisper encoder identity its ``dataset.json`` records;
+    ``{}`` for data curated before encoders were recorded: dubbing then refuses the bundle)."""
     from pipelines import tracking
-    from pipelines.data import shards
+    from pipelines.data.encoder import recorded_encoder
 
-    lineage = tracking.dataset_lineage(data_root, storage)
-    doc_uri = join(data_root, shards.DATASET_JSON)
-    doc = json.loads(storage.read_bytes(doc_uri)) if storage.exists(doc_uri) else {}
-    whisper_cfg = doc.get("config", {}).get("preprocess", {}).get("whisper")
-    return lineage, contract.whisper_identity(whisper_cfg)
+    return tracking.dataset_lineage(data_root, storage), recorded_encoder(data_root, storage) or {}
 
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, tag: str | None = None,
