@@ -19,7 +19,6 @@ import torch
 from pipelines.data import bundle as contract
 from pipelines.data.storage import Storage, StorageConfig
 from pipelines.errors import UserError
-from pipelines.train import checkpointing
 from pipelines.train.export import MODEL_STATES, _safe_globals, export_checkpoint, resolve_save_dir
 
 BUNDLE_ARTIFACT = "bundle"  # the run artifact folder `iptalker register` packages
@@ -53,8 +52,8 @@ def dataset_record(data_root: str, storage: Storage) -> tuple[dict, dict]:
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, tag: str | None = None,
                   log_to_run: bool = True) -> BundleExport:
     """Write the bundle of an ``iptalker``-stage run to ``out_dir`` and log it to the run."""
-    save_dir = resolve_save_dir(run_dir)
-    tag = tag or checkpointing.latest_tag(save_dir)
+    save_dir, newest = resolve_save_dir(run_dir)
+    tag = tag or newest
     state = client_state(save_dir, tag)
     job = state.get("config") or json.loads((save_dir / tag / "config.json").read_text())
     train = job["train"]
