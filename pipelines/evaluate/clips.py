@@ -36,9 +36,11 @@ def read_clips(es: EvalSet, data_root: str, storage: Storage, spec: WindowSpec,
     """{"key", "frames" uint8 [N, S, S, 3], "whisper" [2N, D], "audio" float32 16 kHz | None,
     "meta"} for each eval-set sample, in manifest order; N <= max_frames."""
     wanted = {s["key"]: s["shard"] for s in es.samples}
+    # shards live in per-split sets (or the flat pre-split layout): find each by its name
+    tars = {d.name: d.tar for d in contract.list_done_shards(storage, data_root)}
     by_key = {}
     for shard in sorted(set(wanted.values())):
-        tar = join(data_root, contract.SHARDS_DIR, shard + ".tar")
+        tar = tars.get(shard) or join(data_root, contract.SHARDS_DIR, shard + ".tar")
         for key, files in contract.iter_shard_samples(storage, tar, decode=False):
             if wanted.get(key) == shard:
                 by_key[key] = _decode(key, files, spec, max_frames)
