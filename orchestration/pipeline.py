@@ -145,7 +145,7 @@ class LoopStages:
         outcome = promote(self.name, registry, st.tracking, evaluate=evaluate)
         self.log(outcome.render())
         if not outcome.passed:
-            raise StageFailed(f"the gate refused {self.name} v{outcome.challenger}; see the table above")
+            raise StageFailed(f"the gate refused {self.name} v{outcome.challenger}; see the reason above")
         return {"champion": f"models:/{self.name}@champion", "version": outcome.champion}
 
     def dub(self, video: str, audio: str) -> dict:

@@ -41,8 +41,8 @@ def client_state(save_dir: Path, tag: str) -> dict:
 
 
 def dataset_record(data_root: str, storage: Storage) -> tuple[dict, dict]:
-    """(lineage of the training data, the Whisper encoder identity its ``dataset.json`` records:
-    the ``encoder_identity`` that dub compares with its configured encoder; {} if none)."""
+    """(lineage of the training data, the Whisper encoder identity its ``dataset.json`` records;
+    ``{}`` for data curated before encoders were recorded: dubbing then refuses the bundle)."""
     from pipelines import tracking
     from pipelines.data.encoder import recorded_encoder
 
@@ -52,7 +52,7 @@ def dataset_record(data_root: str, storage: Storage) -> tuple[dict, dict]:
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, tag: str | None = None,
                   log_to_run: bool = True) -> BundleExport:
     """Write the bundle of an ``iptalker``-stage run to ``out_dir`` and log it to the run."""
-    save_dir, newest = resolve_save_dir(run_dir)  # the newest complete checkpoint
+    save_dir, newest = resolve_save_dir(run_dir)
     tag = tag or newest
     state = client_state(save_dir, tag)
     job = state.get("config") or json.loads((save_dir / tag / "config.json").read_text())

@@ -27,6 +27,7 @@ def write_config(path: Path, tracking_uri: str) -> Path:
     path.write_text(yaml.safe_dump({"tracking": {"tracking_uri": tracking_uri},
                                     "registry": {"thresholds": GATE, "lease_wait_seconds": 30.0},
                                     "dub": {"identity_samples": 2},
+                                    # the tiny models read the seeded random encoder's features
                                     "preprocess": {"whisper": {"allow_random": True}}}))
     return path
 
@@ -111,6 +112,7 @@ def check_flow(facts: dict) -> None:
     assert facts["champion"].tags["promote.decision"] == "passed"
     assert abs(facts["loaded_psnr"] - better.mouth_psnr) < 1e-4
     assert facts["bundle"].meta["whisper"]["random_init"] and facts["syncnet"] is not None
+    assert len(facts["bundle"].meta["whisper"]["sha256"]) == 64
     if facts["dubbed"] is not None:
         ok, bad = facts["dubbed"].to_dict("records")
         assert ok["status"] == "ok" and Path(ok["out"]).stat().st_size > 0, ok

@@ -14,7 +14,9 @@ from iptalker_model.checkpoint import save_weights
 from orchestration.cli import main
 from pipelines import tracking
 from pipelines.tracking import TrackingConfig
+from preprocessing.audio_features import encoder_identity
 from tests.fixtures.servers import start_mlflow_server
+from tests.fixtures.whisper import random_whisper
 from tests.pipelines.registry.flow import check_flow, run_flow, write_config
 from tests.pipelines.registry.test_registry import tiny  # noqa: F401  (session fixture)
 
@@ -40,7 +42,7 @@ def test_export_bundle_from_a_deepspeed_run_and_register_it(mlflow_server, tmp_p
 
     data = write_corpus(str(tmp_path / "ds"), videos=3, clips=1, frames=30, size=32)
     doc = json.loads((tmp_path / "ds" / "dataset.json").read_text())
-    doc["config"] = {"preprocess": {"whisper": {"checkpoint": None, "model_name": "tiny", "seed": 0}}}
+    doc["whisper"] = encoder_identity(random_whisper())  # what curation records
     (tmp_path / "ds" / "dataset.json").write_text(json.dumps(doc))
     cfg = ModelConfig.tiny(image_size=32)
     save_weights(tmp_path / "syncnet.pt", SyncNet(cfg), cfg)
@@ -56,7 +58,7 @@ def test_export_bundle_from_a_deepspeed_run_and_register_it(mlflow_server, tmp_p
                  "--out", str(tmp_path / "bundle"), "--bundle"]) == 0
     assert f"logged as artifact bundle/ of MLflow run {run_id}" in capsys.readouterr().out
     meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
-    assert meta["whisper"] == {"random_init": True, "model_name": "tiny", "seed": 0}
+    assert meta["whisper"] == doc["whisper"]
     assert meta["dataset"]["dataset.version"] == "test-1" and meta["source"]["run_id"] == run_id
     assert meta["model"]["image_size"] == 32
     client = tracking.client(TrackingConfig(tracking_uri=mlflow_server))
