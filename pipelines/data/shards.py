@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data.storage import Storage, is_temp, join, temp_name
+from preprocessing.checksum import file_sha256
 
 # -- layout -----------------------------------------------------------------------------------
 SHARDS_DIR = "shards"
@@ -162,15 +163,6 @@ def _write_tar(samples: Sequence[Sample], path: Path) -> None:
                 info = tarfile.TarInfo(f"{s.key}.{suffix}")
                 info.size, info.mode, info.mtime = len(s.files[suffix]), 0o644, 0
                 tar.addfile(info, io.BytesIO(s.files[suffix]))
-
-
-def file_sha256(path: Path) -> str:
-    """Streaming sha256 of a local file (1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_shard(storage: Storage, root: str, index: int, samples: Sequence[Sample],

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from preprocessing.checksum import file_sha256
 from preprocessing.dlib_models import hog_detector, landmark_predictor
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,9 @@ def bank_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache" / "facebank"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def extract(wheel: Path, out: Path) -> list[Path]:
     """Copy only the bank's photos out of the wheel (atomic per file); checks the wheel's hash."""
-    if _sha256(wheel) != WHEEL_SHA256:
+    if file_sha256(wheel) != WHEEL_SHA256:
         raise RuntimeError(f"{wheel}: sha256 differs from the pinned insightface 2.1 wheel")
     out.mkdir(parents=True, exist_ok=True)
     written = []
