@@ -198,31 +198,34 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.demo import run_demo
+def _run_loop(verb: str, run: Callable[[], object]) -> int:
+    """Run the demo's or the pipeline's stages; a stage whose outcome stops the loop exits 1."""
     from orchestration.pipeline import StageFailed
 
     try:
-        run_demo(_settings(args), args.workdir, videos=args.videos, seed=args.seed, redo_from=args.from_stage)
+        run()
     except StageFailed as e:
-        print(f"iptalker demo: stopped: {e}", file=sys.stderr)
+        print(f"iptalker {verb}: stopped: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+
+    st = _settings(args)
+    return _run_loop("demo", lambda: run_demo(st, args.workdir, videos=args.videos, seed=args.seed,
+                                              redo_from=args.from_stage))
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from orchestration.pipeline import StageFailed, run_pipeline
+    from orchestration.pipeline import run_pipeline
 
     st = _settings(args)
     cfg = dataclasses.replace(st.pipeline, workdir=args.workdir) if args.workdir else st.pipeline
-    try:
-        run_pipeline(st, cfg, redo_from=args.from_stage)
-    except StageFailed as e:
-        print(f"iptalker pipeline: stopped: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return _run_loop("pipeline", lambda: run_pipeline(st, cfg, redo_from=args.from_stage))
 
 
 def cmd_dub(args: argparse.Namespace) -> int:
