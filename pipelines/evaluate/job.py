@@ -12,8 +12,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from pipelines import metrics as M
 from pipelines.data import shards as contract
 from pipelines.data.bundle import resolve_bundle
@@ -160,20 +158,16 @@ def run_evaluation(model_uri: str, data_uri: str, cfg: EvaluateConfig, storage: 
     clips = list(_read(es, data_uri, storage, spec, cfg))
     by_key = {c["key"]: c for c in clips}
     per_clip, images = [], []
-    before = torch.get_num_threads()
-    try:
-        for i, clip in enumerate(clips):
-            driver = by_key.get(es.cross_audio.get(clip["key"], ""))
-            scores, vis = evaluate_clip(clip, driver, model, syncnet, public, cfg, seed=cfg.seed * 100003 + i,
-                                        lpips_net=lpips_net)
-            per_clip.append({"key": clip["key"], "driver": driver["key"] if driver else "",
-                             "mouth_box_from": vis["box_from"], "audio_error": clip["audio_error"],
-                             "frames": len(clip["frames"]), "scores": scores})
-            if i < cfg.side_by_side:
-                images += _visuals(out, clip["key"], clip, vis, syncnet, cfg.max_offset)
-            log.info("evaluated %s (%d/%d)", clip["key"], i + 1, len(clips))
-    finally:
-        torch.set_num_threads(before)
+    for i, clip in enumerate(clips):
+        driver = by_key.get(es.cross_audio.get(clip["key"], ""))
+        scores, vis = evaluate_clip(clip, driver, model, syncnet, public, cfg, seed=cfg.seed * 100003 + i,
+                                    lpips_net=lpips_net)
+        per_clip.append({"key": clip["key"], "driver": driver["key"] if driver else "",
+                         "mouth_box_from": vis["box_from"], "audio_error": clip["audio_error"],
+                         "frames": len(clip["frames"]), "scores": scores})
+        if i < cfg.side_by_side:
+            images += _visuals(out, clip["key"], clip, vis, syncnet, cfg.max_offset)
+        log.info("evaluated %s (%d/%d)", clip["key"], i + 1, len(clips))
     metrics = average([c["scores"] for c in per_clip])
     report = EvalReport(metrics, es.version, lineage.get("dataset.version", ""), model_uri, out,
                         out / "report.json", out / "report.html", es_path, len(clips), per_clip=per_clip)
