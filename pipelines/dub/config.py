@@ -14,6 +14,9 @@ class DubConfig:
     length_mode: str = "bounce"
     face: tuple[float, float] | None = None  # (x, y) in source pixels: dub the face nearest to it
     device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"; bf16 autocast on CUDA, fp32 on CPU
+    # torch intra-op threads on CPU (0 = torch's default, one per core). The dub already overlaps
+    # decoding (a thread) and encoding (ffmpeg) with the model, so 1 can beat all cores on a busy box.
+    cpu_threads: int = 0
     chunk_frames: int = 16  # full-resolution frames decoded and dubbed at a time (bounds memory)
     model_batch: int = 16  # frames per model forward (references encoded once per forward)
     paste_feather: float = 0.04  # extra inward feather of the model's mask at paste, / crop side

@@ -58,13 +58,14 @@ class DubEngine:
 
 def load_engine(bundle: Bundle, cfg: DubConfig, preprocess: PreprocessConfig) -> DubEngine:
     """Load the bundle's models on ``cfg.device`` and the configured Whisper encoder; check they fit."""
+    import torch
+
     from preprocessing.audio_features import WhisperFeatureExtractor
 
-    if cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"dub.device={cfg.device!r} but no CUDA device is available; use --device cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"dub.device={cfg.device!r} but no CUDA device is available; use --device cpu")
+    if cfg.device == "cpu" and cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
     try:
         model, syncnet = bundle.load_models(cfg.device)
     except (FileNotFoundError, ValueError) as e:
