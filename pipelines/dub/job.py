@@ -158,7 +158,8 @@ def dub_video(video: str, audio: str, out: str, bundle: Bundle, cfg: DubConfig, 
         infos = _probe(video_path, "video"), _probe(audio_path, "audio")  # bad inputs fail before models load
         engine = engine or load_engine(bundle, cfg, preprocess)
         remote_out = storage is not None and "://" in str(out)
-        out_dir = Path(tempfile.mkdtemp(prefix="iptalker-dub-out-")) if remote_out else Path(out).parent
+        out_dir = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iptalker-dub-out-")))
+                   if remote_out else Path(out).parent)
         out_dir.mkdir(parents=True, exist_ok=True)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".iptalker-dub-", dir=out_dir)))
         local_out = out_dir / Path(str(out)).name

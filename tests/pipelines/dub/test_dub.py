@@ -142,3 +142,18 @@ def test_chunk_size_leaves_no_seam(tmp_path, video_1s, new_speech, tiny_bundle):
         outs.append(read_all(out, 25.0))
     assert outs[0].shape == outs[1].shape
     assert psnr(outs[0], outs[1]) > 45.0
+
+
+def test_inputs_and_output_on_s3(s3_bucket, tmp_path, video_1s, new_speech, tiny_bundle):
+    """URIs on S3 (moto on loopback): inputs are fetched, output and report uploaded."""
+    from pipelines.data.storage import Storage
+
+    storage = Storage()
+    storage.put(video_1s, f"{s3_bucket}/in/talk.mp4")
+    storage.put(new_speech, f"{s3_bucket}/in/speech.wav")
+    report = dub_video(f"{s3_bucket}/in/talk.mp4", f"{s3_bucket}/in/speech.wav", f"{s3_bucket}/out/dub.mp4",
+                       tiny_bundle, DubConfig(identity_samples=1), random_preprocess(), storage)
+    assert report.out == f"{s3_bucket}/out/dub.mp4" and report.report_path == f"{s3_bucket}/out/dub.report.json"
+    storage.get(report.out, tmp_path / "dub.mp4")
+    assert [s["codec_type"] for s in ffprobe_streams(tmp_path / "dub.mp4", "codec_type")] == ["video", "audio"]
+    assert json.loads(storage.read_bytes(report.report_path))["frames"] == report.frames
