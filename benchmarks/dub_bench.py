@@ -10,7 +10,7 @@ Runs, each in its own process (so each peak RSS is its own):
    two should be about equal (frames are held one chunk at a time).
 
     .venv/bin/python benchmarks/dub_bench.py [--seconds 6] [--size 1280x720] [--paper-seconds 2]
-        [--mem-seconds 8,24] [--skip-paper] [--skip-memory] [--device cpu] [--threads N]
+        [--mem-seconds 8,24] [--skip-paper] [--skip-memory] [--skip-speed] [--device cpu] [--threads N]
 
 Whisper runs random-init (the same architecture and cost as tiny.en). Wall-clock figures depend on
 the load of the machine: only ratios measured in the same run compare; CPU-ms per frame (process +
@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--mem-seconds", default="8,24", help="short,long 1080p lengths for the memory check")
     ap.add_argument("--skip-paper", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="dub.cpu_threads (0 = torch's default)")
     ap.add_argument("--work", default=None, help="keep inputs and outputs here (default: a temp folder)")
@@ -191,7 +192,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dub-bench-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        speed(work, args)
+        if not args.skip_speed:
+            speed(work, args)
         if not args.skip_memory:
             memory(work, args)
 

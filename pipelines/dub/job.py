@@ -209,7 +209,7 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
     timeline = plan_timeline(analysis.n_frames, audio_frames(audio_s, fps), cfg.length_mode)
     envelope = audio_envelope(speech, fps, timeline.n_frames, SAMPLE_RATE)  # [N_out] loudness per frame
     del speech
-    reader = FrameReader(video, fps, max_side=None, num_threads=preprocess.media.num_threads, info=info)
+    reader = FrameReader(video, fps, max_side=None, num_threads=cfg.decode_threads, info=info)
     paster = FacePaster(model_cfg, preprocess.align, cfg.paste_feather, cfg.colour_match)
     refs, generator = [], None
     if analysis.usable.any():
