@@ -145,6 +145,8 @@ def cmd_dub(args: argparse.Namespace) -> int:
         changes["face"] = (x, y)
     if args.debug_video:
         changes["debug_video"] = True
+    if args.no_progress:
+        changes["progress"] = False
     result = run_dub(args.model, dataclasses.replace(st.dub, **changes), st.preprocess, video=args.video,
                      audio=args.audio, out=args.out, batch=args.batch, storage=Storage(st.storage),
                      report=args.report, progress=not args.no_progress)
@@ -219,7 +221,7 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--report", default=None, metavar="PATH", help="also write the quality report JSON here")
     p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
     p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = verb("export", cmd_export, "consolidate a (ZeRO-sharded) checkpoint into one fp32 state dict")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (a run's checkpoints/<stage>)")

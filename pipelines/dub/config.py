@@ -32,6 +32,7 @@ class DubConfig:
     preset: str = "veryfast"
     debug_video: bool = False  # also write <out>.debug.mp4: source | dubbed, side by side
     report: bool = True  # write <out>.report.json (sync, identity, coverage, timings)
+    progress: bool = True  # a progress bar over the output frames (stderr)
     identity_samples: int = 8  # frames compared for the identity distance (dlib descriptor, ~55 ms each)
     max_sync_offset: int = 15  # LSE search range in frames (syncnet_python's protocol)
 
