@@ -10,7 +10,7 @@ Runs, each in its own process (so each peak RSS is its own):
    two should be about equal (frames are held one chunk at a time).
 
     .venv/bin/python benchmarks/dub_bench.py [--seconds 6] [--size 1280x720] [--paper-seconds 2]
-        [--mem-seconds 8,24] [--skip-paper] [--skip-memory] [--device cpu]
+        [--mem-seconds 8,24] [--skip-paper] [--skip-memory] [--skip-speed] [--device cpu] [--threads N]
 
 Whisper runs random-init (the same architecture and cost as tiny.en). Wall-clock figures depend on
 the load of the machine: only ratios measured in the same run compare; CPU-ms per frame (process +
@@ -104,7 +104,7 @@ def child_passthrough(video: str, audio: str, out: str, chunk: int) -> dict:
             "cpu_s": cpu_seconds()}
 
 
-def child_dub(video: str, audio: str, out: str, bundle: str, device: str) -> dict:
+def child_dub(video: str, audio: str, out: str, bundle: str, device: str, threads: int = 0) -> dict:
     import dataclasses
 
     from pipelines.data.bundle import resolve_bundle
@@ -114,7 +114,7 @@ def child_dub(video: str, audio: str, out: str, bundle: str, device: str) -> dic
 
     pre = PreprocessConfig()
     pre = dataclasses.replace(pre, whisper=dataclasses.replace(pre.whisper, allow_random=True))
-    report = dub_video(video, audio, out, resolve_bundle(bundle), DubConfig(device=device), pre)
+    report = dub_video(video, audio, out, resolve_bundle(bundle), DubConfig(device=device, cpu_threads=threads), pre)
     return {"frames": report.frames, "fps": report.timings["fps_end_to_end"], "timings": report.timings,
             "dubbed": report.dubbed_frames, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_seconds()}
 
@@ -148,7 +148,7 @@ def speed(work: Path, args) -> None:
         runs.append(("paper", *make_inputs(work, args.paper_seconds, size)))
     for preset, v, a in runs:
         r = run_child("dub", video=str(v), audio=str(a), out=str(work / f"dub-{preset}.mp4"),
-                      bundle=str(make_bundle(work, preset)), device=args.device)
+                      bundle=str(make_bundle(work, preset)), device=args.device, threads=args.threads)
         print(f"dub {preset:5s} on {args.device}: {r['frames']} frames ({r['dubbed']} dubbed) "
               f"{r['fps']:.2f} frames/s end to end, ratio to baseline {r['fps'] / base['fps']:.3f}, "
               f"{1000 * r['cpu_s'] / r['frames']:.0f} CPU-ms/frame (baseline x{r['cpu_s'] / r['frames'] / (base['cpu_s'] / base['frames']):.1f}), "
@@ -163,7 +163,7 @@ def memory(work: Path, args) -> None:
     for seconds in (short, long):
         video, audio = make_inputs(work, seconds, (1920, 1080))
         r = run_child("dub", video=str(video), audio=str(audio), out=str(work / f"mem-{seconds:g}.mp4"),
-                      bundle=bundle, device=args.device)
+                      bundle=bundle, device=args.device, threads=args.threads)
         rss[seconds] = r["peak_rss_mb"]
         print(f"1080p {seconds:g} s ({r['frames']} frames): peak RSS {r['peak_rss_mb']:.0f} MB, "
               f"{r['fps']:.2f} frames/s")
@@ -178,7 +178,9 @@ def main() -> None:
     ap.add_argument("--mem-seconds", default="8,24", help="short,long 1080p lengths for the memory check")
     ap.add_argument("--skip-paper", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="dub.cpu_threads (0 = torch's default)")
     ap.add_argument("--work", default=None, help="keep inputs and outputs here (default: a temp folder)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-args", default="{}", help=argparse.SUPPRESS)
@@ -190,7 +192,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dub-bench-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        speed(work, args)
+        if not args.skip_speed:
+            speed(work, args)
         if not args.skip_memory:
             memory(work, args)
 

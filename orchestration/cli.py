@@ -244,6 +244,8 @@ def cmd_dub(args: argparse.Namespace) -> int:
         changes["face"] = (x, y)
     if args.debug_video:
         changes["debug_video"] = True
+    if args.no_progress:
+        changes["progress"] = False
     _registry_store(st, args.model)
     result = run_dub(args.model, dataclasses.replace(st.dub, **changes), st.preprocess, video=args.video,
                      audio=args.audio, out=args.out, batch=args.batch, storage=Storage(st.storage),
@@ -351,7 +353,7 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p.add_argument("--report", default=None, metavar="PATH", help="also write the quality report JSON here")
     p.add_argument("--device", default=None, help="cpu | cuda (default: dub.device)")
     p.add_argument("--batch", default=None, metavar="CSV", help="manifest with columns video,audio,out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (batch)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = verb("submit", cmd_submit, "run an iptalker verb as a Ray job on a cluster and follow its logs")
     p.add_argument("--address", required=True,

@@ -8,6 +8,7 @@ row is retried. Models load once for the whole batch.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import traceback
@@ -82,6 +83,7 @@ def run_batch(manifest: str, bundle: Bundle, cfg: DubConfig, preprocess: Preproc
     rows = read_manifest(manifest)
     engine = load_engine(bundle, cfg, preprocess)
     summary = BatchSummary(str(manifest))
+    cfg = dataclasses.replace(cfg, progress=False)  # one bar for the batch
     for row in tqdm(rows, desc="dub", unit="video", disable=not progress):
         out = row["out"] or "(no out)"
         if _is_done(out):

@@ -58,13 +58,14 @@ class DubEngine:
 
 def load_engine(bundle: Bundle, cfg: DubConfig, preprocess: PreprocessConfig) -> DubEngine:
     """Load the bundle's models on ``cfg.device`` and the configured Whisper encoder; check they fit."""
+    import torch
+
     from preprocessing.audio_features import WhisperFeatureExtractor
 
-    if cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"dub.device={cfg.device!r} but no CUDA device is available; use --device cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"dub.device={cfg.device!r} but no CUDA device is available; use --device cpu")
+    if cfg.device == "cpu" and cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
     try:
         model, syncnet = bundle.load_models(cfg.device)
     except (FileNotFoundError, ValueError) as e:
@@ -157,7 +158,8 @@ def dub_video(video: str, audio: str, out: str, bundle: Bundle, cfg: DubConfig, 
         infos = _probe(video_path, "video"), _probe(audio_path, "audio")  # bad inputs fail before models load
         engine = engine or load_engine(bundle, cfg, preprocess)
         remote_out = storage is not None and "://" in str(out)
-        out_dir = Path(tempfile.mkdtemp(prefix="iptalker-dub-out-")) if remote_out else Path(out).parent
+        out_dir = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iptalker-dub-out-")))
+                   if remote_out else Path(out).parent)
         out_dir.mkdir(parents=True, exist_ok=True)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".iptalker-dub-", dir=out_dir)))
         local_out = out_dir / Path(str(out)).name
@@ -207,7 +209,7 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
     timeline = plan_timeline(analysis.n_frames, audio_frames(audio_s, fps), cfg.length_mode)
     envelope = audio_envelope(speech, fps, timeline.n_frames, SAMPLE_RATE)  # [N_out] loudness per frame
     del speech
-    reader = FrameReader(video, fps, max_side=None, num_threads=preprocess.media.num_threads, info=info)
+    reader = FrameReader(video, fps, max_side=None, num_threads=cfg.decode_threads, info=info)
     paster = FacePaster(model_cfg, preprocess.align, cfg.paste_feather, cfg.colour_match)
     refs, generator = [], None
     if analysis.usable.any():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from pipelines.dub.analysis import FaceAnalysis
 from pipelines.dub.config import DubConfig
@@ -94,6 +95,7 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
     sinks = [EncoderSink(out, fps, crf=cfg.crf, preset=cfg.preset)]
     if debug is not None:
         sinks.append(EncoderSink(debug, fps, crf=23, preset=cfg.preset))
+    bar = tqdm(total=timeline.n_frames, desc="dub", unit="frame", disable=not cfg.progress, leave=False)
     try:
         t0 = time.perf_counter()
         for out_idx, frames in prefetch(_chunks(reader, timeline, cfg.chunk_frames), preprocess.media.prefetch_batches):
@@ -113,6 +115,7 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
                 if debug is not None:
                     sinks[1].put(_even(side_by_side(frames[i], outputs[i], analysis.reasons[src[i]])))
             timings["encode"] += time.perf_counter() - t1
+            bar.update(len(frames))
             t0 = time.perf_counter()
         t1 = time.perf_counter()
         for sink in sinks:
@@ -122,6 +125,8 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
         for sink in sinks:
             sink.abort()
         raise
+    finally:
+        bar.close()
 
 
 def _measure(out_frame: int, source: np.ndarray, output: np.ndarray, analysis: FaceAnalysis, src: int,
