@@ -25,17 +25,8 @@ from iptalker_model import (
     SyncNet,
     mask_source,
 )
+from iptalker_model.batch import random_batch
 from iptalker_model.training import generator_losses
-
-
-def random_batch(cfg: ModelConfig, b: int, t: int, device) -> dict:
-    s, k, a, d = cfg.image_size, cfg.num_references, cfg.audio_rows, cfg.audio_dim
-    return {"frames": torch.rand(b, t, 3, s, s, device=device) * 2 - 1,
-            "references": torch.rand(b, k, 3, s, s, device=device) * 2 - 1,
-            "audio": torch.randn(b, t, a, d, device=device),
-            "sync_audio": torch.randn(b, 2 * t, d, device=device),
-            "sync_audio_off": torch.randn(b, 2 * t, d, device=device),
-            "landmarks": torch.rand(b, t, 68, 2, device=device) * 0.4 + 0.4}
 
 
 def best_seconds(fn, repeats: int, device) -> float:
@@ -58,7 +49,7 @@ def bench(name: str, b: int, repeats: int, device) -> None:
     model, disc, syncnet = IPTalker(cfg).to(device), PatchDiscriminator(cfg).to(device), SyncNet(cfg).to(device)
     syncnet.requires_grad_(False)
     t = cfg.sync_frames
-    batch = random_batch(cfg, b, t, device)
+    batch = random_batch(cfg, b, t, device=device)
     loss_cfg = LossConfig(perceptual_weight=0.0)
 
     def forward():

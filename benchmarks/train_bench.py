@@ -93,18 +93,17 @@ def throughput(args, data: str, tmp: str) -> dict:
 # ------------------------------------------------------------------ 2. memory per ZeRO stage
 def memory_worker(args) -> None:
     """One rank (under torchrun): build the trainer, run steps on a random batch, report peaks."""
+    from iptalker_model.batch import random_batch
     from pipelines.train import engines
+    from pipelines.train.known_warnings import filter_known_warnings
     from pipelines.train.trainer import Trainer, TrainJob
 
+    filter_known_warnings()
     engines.init_distributed()
     base = rss_mb()
     trainer = Trainer(TrainJob.from_dict(json.loads(Path(args.job).read_text())))
     cfg, b = trainer.job.model, trainer.cfg.batch_size
-    s, t, k, a = cfg.image_size, cfg.sync_frames, cfg.num_references, cfg.audio_rows
-    batch = {"frames": torch.rand(b, t, 3, s, s) * 2 - 1, "references": torch.rand(b, k, 3, s, s) * 2 - 1,
-             "audio": torch.randn(b, t, a, cfg.audio_dim), "sync_audio": torch.randn(b, 2 * t, cfg.audio_dim),
-             "sync_audio_off": torch.randn(b, 2 * t, cfg.audio_dim), "corrupt_skipped": torch.tensor(0),
-             "landmarks": torch.rand(b, t, 68, 2) * 0.4 + 0.4}
+    batch = {**random_batch(cfg, b, seed=trainer.rank), "corrupt_skipped": torch.tensor(0)}
     for _ in range(args.steps):
         trainer.train_step([batch])
     out = {"rank": trainer.rank, "zero": trainer.cfg.zero_stage, "baseline_rss_mb": base,
@@ -135,6 +134,9 @@ def memory(args, data: str, tmp: str) -> list[dict]:
 
 
 def main() -> None:
+    from pipelines.train.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper" if torch.cuda.is_available() else "tiny")
     p.add_argument("--image-size", type=int, default=None)

@@ -56,3 +56,30 @@ def check_batch(batch: dict) -> None:
     if batch["landmarks"].shape[1:] != (t_frames, 68, 2):
         raise ValueError(f"batch['landmarks'] has shape {tuple(batch['landmarks'].shape)}; "
                          f"expected [B, {t_frames}, 68, 2]")
+
+
+def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0, device=None) -> dict:
+    """A batch with the contract's keys and shapes and random values (shape tests, benchmarks).
+
+    ``cfg``: a ``ModelConfig``; ``t`` defaults to ``cfg.sync_frames``. Frames in [-1, 1], audio N(0, 1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    t = t or cfg.sync_frames
+    s, k, a, d = cfg.image_size, cfg.num_references, cfg.audio_rows, cfg.audio_dim
+    out = {
+        "frames": torch.rand(b, t, 3, s, s, generator=g) * 2 - 1,
+        "references": torch.rand(b, k, 3, s, s, generator=g) * 2 - 1,
+        "audio": torch.randn(b, t, a, d, generator=g),
+        "sync_audio": torch.randn(b, 2 * t, d, generator=g),
+        "sync_audio_off": torch.randn(b, 2 * t, d, generator=g),
+        "landmarks": _plausible_landmarks(b, t),
+    }
+    return {key: v.to(device) for key, v in out.items()} if device is not None else out
+
+
+def _plausible_landmarks(b: int, t: int) -> torch.Tensor:
+    """[b, t, 68, 2] crop fractions: every point at the centre of the lower face, the lips spread
+    over a small box there (enough for the mouth region of a random batch)."""
+    lm = torch.full((68, 2), 0.5)
+    lm[48:68] = torch.stack([torch.linspace(0.35, 0.65, 20), torch.linspace(0.7, 0.8, 20)], -1)
+    return lm.expand(b, t, 68, 2).clone()

@@ -10,22 +10,73 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Check = Callable[[Any, Any, str], Any]  # (field type, raw value, dotted key) -> validated value
 
 
-def _strict_from_dict(cls, d: dict):
-    """Build dataclass ``cls`` from ``d``: unknown keys raise, lists become tuples where typed so."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{cls.__name__} expects a dict, got {type(d).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in d.items():
-        if key not in names:
-            raise ValueError(f"unknown {cls.__name__} key {key!r}")
-        if isinstance(value, list) and "tuple" in str(names[key].type):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+def build_dataclass(cls: type[T], data: dict[str, Any] | None, where: str = "", *, label: str | None = None,
+                    base: T | None = None, check: Check | None = None) -> T:
+    """The one strict dict -> dataclass builder (model, loss, train, tracking configs, YAML settings).
+
+    Unknown keys raise ``ValueError`` naming the dotted key (``where.key``) and the valid keys; a
+    nested dataclass field is built from a mapping; lists become tuples where typed so; a
+    ``preset`` key selects the starting values when ``cls`` has ``preset(name)``; other fields
+    keep ``base``'s values (default ``cls()``). ``check(type, value, dotted_key) -> value``
+    validates each leaf (the settings loader passes a type checker); ``__post_init__`` checks run
+    as usual. ``label`` names the config in messages (default: the class name).
+    """
+    label = label or cls.__name__
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{label} section {where or '<root>'!r} must be a mapping, got {data!r}")
+    data = dict(data or {})
+    base = base if base is not None else cls()
+    if "preset" in data and hasattr(cls, "preset"):
+        name = data.pop("preset")
+        try:
+            base = cls.preset(name)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{_dotted(where, 'preset')}: unknown preset {name!r} ({e})") from None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        key = _first_leaf(_dotted(where, unknown[0]), data[unknown[0]])
+        raise ValueError(f"unknown {label} key {key!r} (valid keys here: {', '.join(sorted(fields)) or 'none'})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, raw in data.items():
+        tp, key, current = hints[name], _dotted(where, name), getattr(base, name)
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if not isinstance(raw, dict):
+                raise ValueError(f"{key}: expected a mapping of {tp.__name__} fields, got {raw!r}")
+            values[name] = build_dataclass(tp, raw, key, label=label, check=check,
+                                           base=current if isinstance(current, tp) else None)
+            continue
+        if isinstance(raw, list) and typing.get_origin(tp) is tuple:
+            raw = tuple(raw)
+        values[name] = check(tp, raw, key) if check else raw
+    try:
+        return dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as e:  # __post_init__ rejected a combination: say which section
+        if not where:
+            raise
+        raise ValueError(f"{label} section {where!r}: {e}") from None
+
+
+def _first_leaf(key: str, value: Any) -> str:
+    """``nonsense.key`` rather than ``nonsense`` when a whole unknown subtree was given."""
+    while isinstance(value, dict) and value:
+        name, value = next(iter(value.items()))
+        key = f"{key}.{name}"
+    return key
+
+
+def _dotted(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
 
 
 @dataclass
@@ -36,10 +87,10 @@ class ModelConfig:
     audio_dim: int = 384             # D: Whisper encoder width (tiny 384, base 512, ...)
     audio_context: int = 2           # +/- frames of audio per target frame -> A = 2 * (2c + 1) rows
     sync_frames: int = 5             # T: frames per SyncNet / sync-loss window
-    # --- lower-face mask, as fractions of the crop (feathered rectangle) ---
-    mask_top: float = 0.5            # first masked row / S (nose tip sits just above)
+    # --- lower-face mask, as fractions of the crop (feathered rectangle, see mask.TEMPLATE) ---
+    mask_top: float = 0.5            # first masked row / S (the template's nose tip is at ~0.535)
     mask_side: float = 0.125         # left/right margins / S left visible
-    mask_feather: float = 0.03       # width of the linear ramp at the mask edge / S
+    mask_feather: float = 0.03       # width of the linear ramp inside the mask edge / S
     # --- alignment module (encoders + AVAU) ---
     reference_region: str = "frame"  # what the reference encoder sees: "frame" or "mouth" (the
     #                                  masked lower face only, as the paper's reference-mouth input)
@@ -126,7 +177,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return _strict_from_dict(cls, d)
+        return build_dataclass(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import _strict_from_dict
+from .config import build_dataclass
 from .warping import warp
 
 
@@ -46,7 +46,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
-        return _strict_from_dict(cls, d)
+        return build_dataclass(cls, d)
 
 
 # --- reconstruction ---------------------------------------------------------------------------

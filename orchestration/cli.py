@@ -75,7 +75,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     summary = run_curation(args.input, args.output, st.curate, st.preprocess, st.storage,
                            ray_address=args.address or st.ray.address, ray_temp_dir=st.ray.temp_dir,
                            overwrite=args.overwrite,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, model=st.model)
     print(summary.render())
     return 1 if summary.failed_shard_writes else 0
 
@@ -212,6 +212,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.train.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     parser, verbs = build_parser()
     args = parser.parse_args(argv)
     if not args.verb:

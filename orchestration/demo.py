@@ -12,12 +12,15 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
 
 STILL_TO_COME = ("evaluate", "register", "promote", "dub")
 
 
-def run_demo(settings: Any, out_dir: str | Path, *, videos: int = 6, seed: int = 0,
+def run_demo(settings: Settings, out_dir: str | Path, *, videos: int = 6, seed: int = 0,
              steps: int = 30, log: Callable[[str], None] = print) -> dict[str, str]:
     """Run every step that exists; returns the paths it wrote, keyed by step."""
     out = Path(out_dir).resolve()
@@ -48,7 +51,7 @@ def _synth(raw: Path, videos: int, seed: int) -> str:
     return str(raw)
 
 
-def _curate(settings: Any, raw: Path, dataset: Path) -> str:
+def _curate(settings: Settings, raw: Path, dataset: Path) -> str:
     from pipelines.curate.job import run_curation
 
     curate = settings.curate
@@ -56,14 +59,14 @@ def _curate(settings: Any, raw: Path, dataset: Path) -> str:
         curate = dataclasses.replace(curate, val_identities=("id01",))
     summary = run_curation([str(raw)], str(dataset), curate, settings.preprocess,
                            settings.storage, ray_address=settings.ray.address,
-                           ray_temp_dir=settings.ray.temp_dir)
+                           ray_temp_dir=settings.ray.temp_dir, model=settings.model)
     print(summary.render())
     if not summary.counts["clips"]:
         raise RuntimeError("curation accepted no clips; nothing to train on")
     return str(dataset)
 
 
-def _train(settings: Any, out: Path, stage: str, steps: int, syncnet: str) -> str:
+def _train(settings: Settings, out: Path, stage: str, steps: int, syncnet: str) -> str:
     from orchestration.launch import launch_training
 
     settings = dataclasses.replace(settings)

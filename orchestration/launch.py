@@ -77,6 +77,32 @@ def check_inputs(job: dict) -> None:
     if train["stage"] == "iptalker" and expert and "://" not in expert and not Path(expert).is_file():
         raise LaunchError(f"train.syncnet_checkpoint {expert} not found (export one with "
                           "`iptalker export` after `iptalker train --stage syncnet`)")
+    check_geometry(job)
+
+
+def check_geometry(job: dict) -> None:
+    """Refuse a model config whose lower-face mask or alignment template differs from the one the
+    dataset was curated for (``dataset.json["geometry"]``); older datasets without the record only
+    get a warning."""
+    from iptalker_model.config import ModelConfig
+    from pipelines.data.geometry import GEOMETRY_KEY, geometry_mismatch
+    from pipelines.data.shards import DATASET_JSON
+    from pipelines.data.storage import Storage, StorageConfig, join
+
+    data = job["train"]["data"]
+    uri = join(data.rstrip("/"), DATASET_JSON)
+    storage = Storage(StorageConfig(**job.get("storage", {})))
+    try:
+        recorded = json.loads(storage.read_bytes(uri)).get(GEOMETRY_KEY) if storage.exists(uri) else None
+    except (ValueError, AttributeError) as e:
+        raise LaunchError(f"{uri} is not a dataset.json written by `iptalker curate` ({e})") from None
+    if not recorded:
+        print(f"warning: {uri} records no crop/mask geometry (curated before it was recorded): the model's "
+              "lower-face mask cannot be checked against the crops", file=sys.stderr, flush=True)
+        return
+    why = geometry_mismatch(recorded, ModelConfig.from_dict(job["model"]))
+    if why:
+        raise LaunchError(f"model config does not match dataset {data}: {why}")
 
 
 def write_job(job: dict) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from iptalker_model.config import ModelConfig
+from iptalker_model.config import ModelConfig, build_dataclass
 from iptalker_model.losses import LossConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.data.storage import StorageConfig
@@ -130,41 +129,19 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def build(cls: type, data: dict[str, Any] | None, where: str = "", base: Any = None) -> Any:
-    """Build dataclass ``cls`` from ``data``: unknown keys and wrong types raise ConfigError.
+    """Build dataclass ``cls`` from ``data`` with ``iptalker_model.config.build_dataclass`` (unknown
+    keys, nested sections, ``preset``), type-checking every value: errors are ConfigError.
 
     A dataclass with a ``preset(name)`` classmethod accepts a ``preset`` key that selects the
     starting values (``model: {preset: paper, image_size: 128}``).
     """
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"config section {where or '<root>'!r} must be a mapping, got {data!r}")
-    data = dict(data or {})
-    base = base if base is not None else cls()
-    if "preset" in data and hasattr(cls, "preset"):
-        name = data.pop("preset")
-        try:
-            base = cls.preset(name)
-        except (KeyError, ValueError) as e:
-            raise ConfigError(f"{_dotted(where, 'preset')}: unknown preset {name!r} ({e})") from None
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = _type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = _first_leaf(_dotted(where, unknown[0]), data[unknown[0]])
-        raise ConfigError(f"unknown config key {key!r} (valid keys here: {', '.join(sorted(fields)) or 'none'})")
-    values = {}
-    for name, raw in data.items():
-        values[name] = _validate(hints[name], raw, _dotted(where, name), getattr(base, name))
     try:
-        return dataclasses.replace(base, **values)
-    except (TypeError, ValueError) as e:  # a dataclass __post_init__ may reject combinations
-        raise ConfigError(f"config section {where or '<root>'!r}: {e}") from None
+        return build_dataclass(cls, data, where, label="config", base=base, check=_validate)
+    except (TypeError, ValueError) as e:  # unknown keys; a dataclass __post_init__ may reject combinations
+        raise ConfigError(str(e)) from None
 
 
-def _validate(tp: Any, raw: Any, key: str, current: Any) -> Any:
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {raw!r}")
-        return build(tp, raw, key, base=current if isinstance(current, tp) else None)
+def _validate(tp: Any, raw: Any, key: str) -> Any:
     try:
         return _adapter(tp).validate_python(raw)
     except pydantic.ValidationError as e:
@@ -176,23 +153,6 @@ def _validate(tp: Any, raw: Any, key: str, current: Any) -> Any:
 @functools.cache
 def _adapter(tp: Any) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(tp)
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _first_leaf(key: str, value: Any) -> str:
-    """``nonsense.key`` rather than ``nonsense`` when a whole unknown subtree was given."""
-    while isinstance(value, dict) and value:
-        name, value = next(iter(value.items()))
-        key = f"{key}.{name}"
-    return key
-
-
-def _dotted(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
 
 
 # -- output ----------------------------------------------------------------------------------

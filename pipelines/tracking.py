@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.config_dict import strict_from_dict
+from iptalker_model.config import build_dataclass
 
 MAX_PARAM_LEN = 6000  # MLflow rejects longer param values
 PARAM_BATCH = 100  # MLflow's per-request param limit
@@ -38,7 +38,7 @@ class TrackingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrackingConfig:
-        return strict_from_dict(cls, d, "tracking")
+        return build_dataclass(cls, d, label="tracking")
 
 
 def _mlflow(cfg: TrackingConfig):

@@ -1,4 +1,4 @@
-"""Similarity alignment of a face to a canonical crop, the lower-face mask, and paste-back.
+"""Similarity alignment of a face to a canonical crop, and paste-back.
 
 The transform is fitted on stable points (eyes, nose, mouth corners with low weight) and then
 smoothed over time in (log scale, angle, source position of the crop centre): smoothing the
@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from iptalker_model.mask import TEMPLATE
 from preprocessing.config import AlignConfig
 
 # ArcFace 112x112 five-point template (eye centres, nose tip, mouth corners), normalised to [0, 1]
@@ -18,6 +19,13 @@ _ARCFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366
                        [41.5493, 92.3655], [70.7299, 92.2041]], np.float64) / 112.0
 _WEIGHTS = np.array([1.0, 1.0, 1.0, 0.3, 0.3])  # mouth corners move while talking: low weight
 _INTERP = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+
+def template_record(cfg: AlignConfig) -> dict:
+    """Which template the crops follow (``dataset.json`` records it; training compares it with the
+    template the model's lower-face mask is drawn for, ``iptalker_model.mask.TEMPLATE``)."""
+    return {"name": TEMPLATE["name"], "version": TEMPLATE["version"],
+            "scale": cfg.template_scale, "shift_y": cfg.template_shift_y}
 
 
 def template_points(cfg: AlignConfig) -> np.ndarray:
@@ -125,26 +133,9 @@ def shift_affine(affine: np.ndarray, x0: float, y0: float) -> np.ndarray:
     return out
 
 
-def lower_face_mask(size: int, top: float = 0.5, feather: float = 0.04) -> np.ndarray:
-    """[S, S] float32 in [0, 1]: 1 on the lower face (nose tip down to the chin) of the template crop.
-
-    An ellipse below `top`, feathered inwards by a Gaussian of `feather` x size, so paste-back
-    blends the generated mouth into the original frame without a visible edge and never touches
-    anything above `top` (eyes, nose bridge) or outside the ellipse.
-    """
-    sigma = max(feather * size, 0.5)
-    mask = np.zeros((size, size), np.float32)
-    centre = (int(size * 0.5), int(size * 0.72))
-    axes = (int(size * 0.34 - 1.5 * sigma), int(size * 0.26 - 1.5 * sigma))
-    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, thickness=-1)
-    mask[: int(size * top + 1.5 * sigma)] = 0.0
-    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
-    mask[: int(size * top)] = 0.0
-    return np.clip(mask, 0.0, 1.0)
-
-
 def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend `crop` [S, S, 3] back into a copy of `frame` [H, W, 3] through `mask` [S, S] in [0, 1].
+    """Blend `crop` [S, S, 3] back into a copy of `frame` [H, W, 3] through `mask` [S, S] in [0, 1]
+    (the model's lower-face mask at the crop size: ``iptalker_model.mask.lower_face_mask(cfg, size=S)``).
 
     Only the bounding box of the crop in the frame is warped (cheap on 4K frames).
     """

@@ -7,6 +7,8 @@
     5. align            align.estimate_transforms + warp_to_crop per run of tracked frames
     6. filter           filters.clip_filters (length, one face, face size, audio level, blur)
 
+Scene cuts: scenes.is_cut; the `Clip` record: clip.py.
+
 Nothing raises for a bad input: every failure ends as a reject reason in `VideoOutcome`.
 Whisper features and the A/V sync filter run later, in the curation job's actor pool.
 """
@@ -18,7 +20,7 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,37 +32,23 @@ from preprocessing.align import (
     transform_points,
     warp_to_crop,
 )
+from preprocessing.clip import Clip
 from preprocessing.config import PreprocessConfig
-from preprocessing.faces import FaceDetector, FaceTrack, FaceTracker, concat_tracks, smooth_track
-from preprocessing.filters import clip_filters, content_scores, run_filters, video_filters
+from preprocessing.faces import (
+    FaceDetector,
+    FaceTrack,
+    FaceTracker,
+    concat_tracks,
+    smooth_track,
+    valid_runs,
+)
+from preprocessing.filters import clip_filters, run_filters, video_filters
 from preprocessing.media import MediaError, MediaInfo, iter_frames, load_audio, prefetch, probe
+from preprocessing.scenes import content_scores, is_cut
+
+__all__ = ["Clip", "VideoOutcome", "extract_clips", "iter_shots", "stream_clips"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Clip:
-    video_id: str
-    index: int
-    start_frame: int  # at `fps`, inclusive
-    end_frame: int  # at `fps`, exclusive
-    crops: np.ndarray  # [T, S, S, 3] uint8 RGB aligned faces
-    landmarks: np.ndarray  # [T, 68, 2] float32 in crop pixels
-    affine: np.ndarray  # [T, 2, 3] float32 crop <- source, in the original video's pixels
-    audio: np.ndarray  # [N] float32 16 kHz, time zero = the clip's first frame
-    face_size: float  # median face width in original-video pixels
-    fps: float = 25.0
-    face_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # [K] faces per keyframe
-    source_scale: float = 1.0  # decoded pixels / original pixels (the max_side downscale used)
-    scores: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.video_id}-{self.index:04d}"
-
-    @property
-    def n_frames(self) -> int:
-        return self.end_frame - self.start_frame
 
 
 @dataclass
@@ -109,7 +97,7 @@ def _split_points(scores: np.ndarray, start: int, shot_start: int, last_cut: int
     points, shot = [], shot_start
     for i, score in enumerate(scores):
         frame = start + i
-        cut = score > cfg.filters.scene_threshold and frame - last_cut >= 5 and frame > 0
+        cut = is_cut(score, frame, last_cut, cfg.filters.scene_threshold)
         if cut or frame - shot >= cfg.clips.max_frames:
             points.append(i)
             shot = frame
@@ -159,11 +147,6 @@ def iter_shots(path: Path, info: MediaInfo, cfg: PreprocessConfig,
         yield shot()
 
 
-def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
-
-
 def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float, sr: int) -> np.ndarray:
     a, b = round(start / fps * sr), round(end / fps * sr)
     out = audio[a:b]
@@ -199,7 +182,7 @@ def stream_clips(path: str | Path, cfg: PreprocessConfig, video_id: str, info: M
     scale = decode_scale(info, cfg)
     index = 0
     for shot in iter_shots(Path(path), info, cfg, detector):
-        runs = _runs(shot.track.valid)
+        runs = valid_runs(shot.track.valid)
         if not runs:
             yield "no_face", f"frames {shot.start}-{shot.start + len(shot)}: no face found"
         for a, b in runs:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iptalker_model.mask import TEMPLATE
+
 
 @dataclass
 class MediaConfig:
@@ -45,12 +47,12 @@ class FaceConfig:
 @dataclass
 class AlignConfig:
     size: int = 256  # aligned crop side
-    template_scale: float = 0.75  # face size in the crop (1.0 = ArcFace-tight)
-    template_shift_y: float = -0.07  # move the face up so the chin stays inside the crop
+    # The template the model's lower-face mask is drawn for (iptalker_model.mask.TEMPLATE); a
+    # dataset cropped with other values is refused by `iptalker train` unless the model agrees.
+    template_scale: float = TEMPLATE["scale"]  # face size in the crop (1.0 = ArcFace-tight)
+    template_shift_y: float = TEMPLATE["shift_y"]  # move the face up so the chin stays inside the crop
     smooth_sigma: float = 2.0  # Gaussian smoothing of the similarity parameters, in frames
     interpolation: str = "linear"  # "linear" | "cubic" | "lanczos" (cubic costs ~3x, 1 ms/frame)
-    mask_top: float = 0.5  # lower-face mask: top edge (fraction of crop height)
-    mask_feather: float = 0.04  # feather width (fraction of crop side)
 
 
 @dataclass

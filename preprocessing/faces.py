@@ -263,10 +263,10 @@ class FaceTracker:
         return FaceTrack(lms, boxes, np.array(keyframes, int), np.array(counts, int), valid, size)
 
 
-def _valid_runs(valid: np.ndarray) -> list[tuple[int, int]]:
-    """[(start, end)) of consecutive True frames."""
-    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+def valid_runs(valid: np.ndarray) -> list[tuple[int, int]]:
+    """[(start, end)) of consecutive True frames of `valid` [T] bool (tracked-face runs)."""
+    edges = np.diff(np.concatenate([[0], np.asarray(valid).astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 def smooth_track(track: FaceTrack, sigma: float) -> FaceTrack:
@@ -274,7 +274,7 @@ def smooth_track(track: FaceTrack, sigma: float) -> FaceTrack:
     if sigma <= 0:
         return track
     lms = track.landmarks.copy()
-    for start, end in _valid_runs(track.valid):
+    for start, end in valid_runs(track.valid):
         if end - start > 1:
             lms[start:end] = gaussian_filter1d(lms[start:end], sigma, axis=0, mode="nearest")
     size = np.linalg.norm(lms[:, 16] - lms[:, 0], axis=-1).astype(np.float32) * track.valid

@@ -1,24 +1,28 @@
 """Keep/reject filters with one signature: `filter(candidate) -> FilterResult(keep, reason, score)`.
 
-Video filters look at the probe (`MediaInfo`), clip filters at a `clips.Clip`; the curation job
-records `reason` (a stable code) and `score` for the dataset report. Scene cuts are not a filter
-but a splitter: `find_scene_cuts` returns the frames where a new shot starts.
+Video filters judge the probe (`MediaInfo`: they run before a frame is decoded); every clip filter,
+the A/V sync filter included, judges a `Clip` (the sync filter reads the Whisper rows the curation
+job attaches to it). The curation job records `reason` (a stable code) and `score` for the dataset
+report. Scene cuts are a splitter, not a filter: `preprocessing.scenes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
 
+from preprocessing.clip import Clip
 from preprocessing.config import FilterConfig
 from preprocessing.media import MediaInfo
 
 if TYPE_CHECKING:
-    from preprocessing.clips import Clip
+    from iptalker_model.syncnet import SyncNet
+
+C = TypeVar("C", MediaInfo, Clip)
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,11 @@ class FilterResult:
         return cls(False, reason, float(score))
 
 
-Filter = Callable[[Any], FilterResult]
+VideoFilter = Callable[[MediaInfo], FilterResult]
+ClipFilter = Callable[[Clip], FilterResult]
 
 
-def run_filters(filters: Sequence[tuple[str, Filter]], candidate: Any) -> tuple[FilterResult, dict[str, float]]:
+def run_filters(filters: Sequence[tuple[str, Callable[[C], FilterResult]]], candidate: C) -> tuple[FilterResult, dict[str, float]]:
     """Apply named filters in order; stop at the first reject. Returns (verdict, {name: score})."""
     scores: dict[str, float] = {}
     for name, flt in filters:
@@ -95,14 +100,14 @@ class AudioStreamFilter:
         return FilterResult.ok(1.0) if info.has_audio else FilterResult.reject("no_audio_stream", 0.0)
 
 
-def video_filters(cfg: FilterConfig) -> list[tuple[str, Filter]]:
+def video_filters(cfg: FilterConfig) -> list[tuple[str, VideoFilter]]:
     return [("duration", DurationFilter(cfg.min_duration_s, cfg.max_duration_s)),
             ("fps", FpsFilter(cfg.min_fps, cfg.max_fps)),
             ("resolution", ResolutionFilter(cfg.min_side, cfg.max_pixels)),
             ("audio", AudioStreamFilter())]
 
 
-# --- clip filters (clips.Clip) ---------------------------------------------------------------
+# --- clip filters (Clip) ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClipLengthFilter:
     min_frames: int
@@ -176,63 +181,29 @@ class SilenceFilter:
         return FilterResult.ok(db) if db >= self.min_rms_db else FilterResult.reject("silent_audio", db)
 
 
-def clip_filters(cfg: FilterConfig, min_frames: int) -> list[tuple[str, Filter]]:
+def clip_filters(cfg: FilterConfig, min_frames: int) -> list[tuple[str, ClipFilter]]:
     """Clip filters in cost order (cheap ones first). The sync filter runs later, with Whisper rows."""
     return [("length", ClipLengthFilter(min_frames)), ("face_count", FaceCountFilter(cfg.multiple_faces_min_share)),
             ("face_size", FaceSizeFilter(cfg.min_face_size)), ("audio_level", SilenceFilter(cfg.min_audio_rms_db)),
             ("blur", BlurFilter(cfg.min_blur))]
 
 
-# --- scene cuts ------------------------------------------------------------------------------
-def content_scores(frames: np.ndarray, previous: np.ndarray | None = None, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Content difference of each frame to the one before: mean |HSV diff| (0-255) on small frames.
-
-    frames [B, H, W, 3] uint8 RGB; `previous` is the last small frame of the previous batch.
-    Returns (scores [B] float32, last small frame to pass on). The first frame of a stream scores 0.
-    """
-    height = max(1, round(frames.shape[1] * width / frames.shape[2]))
-    step = max(1, frames.shape[2] // (4 * width))  # subsample first: INTER_AREA on 4K is slow
-    small = np.stack([cv2.cvtColor(cv2.resize(f[::step, ::step], (width, height), interpolation=cv2.INTER_AREA),
-                                   cv2.COLOR_RGB2HSV) for f in frames]).astype(np.int16)  # [B, h, w, 3]
-    prev = np.concatenate([small[:1] if previous is None else previous[None], small[:-1]])
-    return np.abs(small - prev).mean(axis=(1, 2, 3)).astype(np.float32), small[-1]
-
-
-def find_scene_cuts(frames_or_scores: np.ndarray, threshold: float = 30.0, min_gap: int = 5) -> list[int]:
-    """Frames where a new shot starts (content-difference detector).
-
-    Accepts frames [T, H, W, 3] uint8 RGB or precomputed scores [T] from `content_scores`.
-    Cuts closer than `min_gap` frames to the previous one are ignored (flashes, fast pans).
-    """
-    data = np.asarray(frames_or_scores)
-    scores = content_scores(data)[0] if data.ndim == 4 else data.astype(np.float32)
-    cuts: list[int] = []
-    for i in np.flatnonzero(scores > threshold):
-        if i > 0 and (not cuts or i - cuts[-1] >= min_gap):
-            cuts.append(int(i))
-    return cuts
-
-
 # --- A/V sync (needs Whisper rows: runs in the curation job after the feature actor pool) -----
 class SyncFilter:
     """Reject clips whose lips do not follow the audio, using a trained SyncNet expert.
 
-    Loaded from `checkpoint` (iptalker_model weights file); the model package is imported lazily
-    so the other filters never pull torch in. Score = LSE-C style confidence.
+    Reads `clip.crops` and `clip.whisper` ([2T, D]); a clip without Whisper rows is unmeasurable.
+    Score = LSE-C style confidence; the offset goes to `clip.scores["sync_offset"]`. The caller
+    loads the expert (the curation job's Whisper actor, once per actor).
     """
 
-    def __init__(self, checkpoint: str, min_confidence: float = 0.25, max_offset: int = 3,
-                 search: int = 5, syncnet: Any = None):
-        import torch  # noqa: F401  (lazy: only this filter needs torch)
-
-        from iptalker_model.checkpoint import load_syncnet
-
-        self.syncnet = (syncnet if syncnet is not None else load_syncnet(checkpoint)).eval()
+    def __init__(self, syncnet: SyncNet, min_confidence: float = 0.25, max_offset: int = 3, search: int = 5):
+        self.syncnet = syncnet.eval()
         self.min_confidence, self.max_offset, self.search = min_confidence, max_offset, search
 
     def measure(self, crops: np.ndarray, whisper_rows: np.ndarray) -> tuple[int, float]:
         """crops [T, S, S, 3] uint8 RGB, whisper_rows [2T, D] -> (offset in frames, confidence)."""
-        import torch
+        import torch  # lazy: only this filter needs torch
 
         from iptalker_model.syncnet import sync_offset_confidence
 
@@ -240,10 +211,10 @@ class SyncFilter:
         rows = torch.from_numpy(np.asarray(whisper_rows, np.float32))
         return sync_offset_confidence(self.syncnet, frames, rows, max_offset=self.search)
 
-    def __call__(self, candidate: tuple[Clip, np.ndarray]) -> FilterResult:
-        clip, rows = candidate
+    def __call__(self, clip: Clip) -> FilterResult:
+        rows = clip.whisper
         needed = self.syncnet.cfg.sync_frames + 2 * self.search
-        if clip.n_frames < needed or len(rows) < 2 * clip.n_frames:
+        if rows is None or clip.n_frames < needed or len(rows) < 2 * clip.n_frames:
             return FilterResult.reject("sync_unmeasurable", clip.n_frames)
         offset, confidence = self.measure(clip.crops, rows[:2 * clip.n_frames])
         clip.scores["sync_offset"] = float(offset)
@@ -252,10 +223,3 @@ class SyncFilter:
         if confidence < self.min_confidence:
             return FilterResult.reject("low_sync_confidence", confidence)
         return FilterResult.ok(confidence)
-
-
-def sync_filter(cfg: FilterConfig) -> SyncFilter | None:
-    """The configured A/V sync filter, or None when no SyncNet checkpoint is set."""
-    if not cfg.syncnet_checkpoint:
-        return None
-    return SyncFilter(cfg.syncnet_checkpoint, cfg.min_sync_confidence, cfg.max_sync_offset)

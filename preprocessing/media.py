@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2  # noqa: F401  (must be imported before decord, see STACK-NOTES)
+import cv2  # noqa: F401  (before decord: with decord imported first, cv2.imread of a PNG fails)
 import decord
 import numpy as np
 

@@ -12,7 +12,7 @@ IDENTITY_SOURCES = ("folder", "mapping", "input_list", "cluster", "folder+cluste
 
 @dataclass
 class CurateConfig:
-    # shards (ARCHITECTURE.md section 2): a shard closes when either target is reached; the
+    # shards (docs/data-contract.md): a shard closes when either target is reached; the
     # samples of one input never straddle two shards (resume stays duplicate-free)
     shard_max_bytes: int = 512 * 2**20
     shard_max_samples: int = 2000

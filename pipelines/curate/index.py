@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.data import shards
+from pipelines.data.geometry import GEOMETRY_KEY
 from pipelines.data.storage import Storage, join
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,12 +108,14 @@ def counts(inputs: pd.DataFrame, clips: pd.DataFrame, done: list[shards.DoneShar
 
 
 def write_dataset_json(storage: Storage, root: str, version: str | None, configs: dict[str, Any],
-                       summary_counts: dict[str, Any], done: list[shards.DoneShard]) -> dict[str, Any]:
-    """``dataset.json``: the lineage MLflow logs. ``version`` defaults to a hash of the shards."""
+                       summary_counts: dict[str, Any], done: list[shards.DoneShard],
+                       geometry: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.json``: the lineage MLflow logs. ``version`` defaults to a hash of the shards.
+    ``geometry``: crop size, alignment template and mask (``pipelines.data.geometry``)."""
     content = hashlib.sha256("".join(s.record["sha256"] for s in done).encode()).hexdigest()[:16]
     doc = {
         "version": version or content, "content_sha256": content, "created_unix": time.time(),
-        "code_version": code_version(),
+        "code_version": code_version(), GEOMETRY_KEY: geometry,
         "config": {k: asdict(v) if is_dataclass(v) else v for k, v in configs.items()},
         "counts": summary_counts,
         "shards": [{"name": s.name, "samples": s.record["samples"], "bytes": s.record["bytes"],

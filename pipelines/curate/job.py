@@ -33,14 +33,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from iptalker_model.config import ModelConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.identity import IdentityResolver
 from pipelines.curate.index import build_index, counts, prepare_output, write_dataset_json
 from pipelines.curate.inputs import InputItem, list_inputs
 from pipelines.curate.stages import Stages, estimate_bytes, input_row, reject
 from pipelines.data import shards
+from pipelines.data.geometry import geometry_record
 from pipelines.data.storage import Storage, StorageConfig, join
 from pipelines.errors import UserError
+from preprocessing.config import PreprocessConfig
 
 
 @dataclass
@@ -74,12 +77,14 @@ class CurationSummary:
         return out
 
 
-def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: Any, storage: StorageConfig,
-                 *, ray_address: str | None = None, ray_temp_dir: str | None = None,
-                 overwrite: bool = False, progress: bool = True,
-                 stages: Stages | None = None) -> CurationSummary:
+def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: PreprocessConfig,
+                 storage: StorageConfig, *, ray_address: str | None = None, ray_temp_dir: str | None = None,
+                 overwrite: bool = False, progress: bool = True, stages: Stages | None = None,
+                 model: ModelConfig | None = None) -> CurationSummary:
     """Curate ``inputs`` into the dataset at ``output`` (local path or s3:// URI); see the module
-    docstring for the stages. Rerunning after a crash resumes; ``overwrite`` starts over."""
+    docstring for the stages. Rerunning after a crash resumes; ``overwrite`` starts over.
+    ``model``: the model config whose lower-face mask ``dataset.json`` records with the crop
+    geometry (default: ``ModelConfig()``); ``iptalker train`` refuses a model that differs."""
     from pipelines.curate.report import write_report
 
     # workers may lack the driver's env: pin the (non-secret) endpoint; credentials stay in the env
@@ -110,7 +115,8 @@ def run_curation(inputs: list[str], output: str, cfg: CurateConfig, preprocess: 
     c = counts(index_inputs, clips, done)
     write_report(store, root, index_inputs, clips, done, cfg.report_thumbnails)       # 8
     write_dataset_json(store, root, cfg.dataset_version, {"curate": cfg, "preprocess": preprocess,
-                                                          "storage": storage.public_dict()}, c, done)
+                                                          "storage": storage.public_dict()}, c, done,
+                       geometry_record(preprocess.align, model or ModelConfig()))
     paths = {"shards": join(root, shards.SHARDS_DIR), "index": join(root, shards.INDEX_DIR),
              "report": join(root, shards.REPORT_DIR, "index.html"), "dataset": join(root, shards.DATASET_JSON)}
     return CurationSummary(root, c, len(items) - len(todo), failed_writes, time.monotonic() - t0, paths,
@@ -144,7 +150,7 @@ class ShardStream:
     """The driver loop: a bounded window of per-video tasks, their accepted inputs sent to the
     Whisper pool, and whole inputs packed into shards that are committed as they fill."""
 
-    def __init__(self, cfg: CurateConfig, preprocess: Any, storage: Storage, root: str, next_shard: int,
+    def __init__(self, cfg: CurateConfig, preprocess: PreprocessConfig, storage: Storage, root: str, next_shard: int,
                  stages: Stages, progress: bool):
         import ray
 

@@ -15,12 +15,19 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.data import shards
 from pipelines.data.storage import Storage
+
+if TYPE_CHECKING:  # the media stack is imported by the workers that use it, not by the driver
+    from preprocessing.audio_features import WhisperFeatureExtractor
+    from preprocessing.clip import Clip
+    from preprocessing.clips import VideoOutcome
+    from preprocessing.config import FilterConfig, PreprocessConfig, WhisperConfig
+    from preprocessing.filters import SyncFilter
 
 MESSAGE_CHARS = 300  # reject messages are one line, not a traceback
 
@@ -34,8 +41,8 @@ class Stages:
     describe: ``(path, PreprocessConfig, n_frames) -> [128] face descriptor | None`` (cluster identities).
     """
 
-    extract: Callable[..., Any] | None = None
-    whisper: Callable[..., Any] | None = None
+    extract: Callable[[Path, PreprocessConfig, str], VideoOutcome] | None = None
+    whisper: Callable[[WhisperConfig], WhisperFeatureExtractor] | None = None
     describe: Callable[..., Any] | None = None
 
     def resolved(self) -> Stages:
@@ -78,7 +85,7 @@ def _encode_frames(crops: np.ndarray, fps: float) -> bytes:
         return out.read_bytes()
 
 
-def clip_payload(clip: Any, row: dict[str, Any], keep_crops: bool = False) -> dict[str, Any]:
+def clip_payload(clip: Clip, row: dict[str, Any], keep_crops: bool = False) -> dict[str, Any]:
     """Everything of one clip but its Whisper features: encoded media, arrays, json, parquet row
     (plus the raw crops when the actor pool runs the A/V sync filter on them)."""
     from preprocessing.encode import encode_flac
@@ -99,7 +106,7 @@ def clip_payload(clip: Any, row: dict[str, Any], keep_crops: bool = False) -> di
             "crops": clip.crops if keep_crops else None}
 
 
-def process_video(uri: str, row: dict[str, Any], preprocess: Any, storage: Storage,
+def process_video(uri: str, row: dict[str, Any], preprocess: PreprocessConfig, storage: Storage,
                   stages: Stages) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One input -> (its inputs row, its clip payloads). Probe, decode, resample, detect/track/align,
     cut at scene changes and the max clip length, filter: all inside ``stages.extract``."""
@@ -137,15 +144,24 @@ def estimate_bytes(row: dict[str, Any], whisper_dim: int) -> int:
     return int(row["media_bytes"] + frames * (2 * whisper_dim * 2 + 68 * 2 * 4 + 6 * 4) + 2048 * row["clips"])
 
 
+def load_sync_filter(cfg: FilterConfig) -> SyncFilter | None:
+    """The configured A/V sync filter with its SyncNet expert loaded (weights only, never pickle),
+    or None when no ``preprocess.filters.syncnet_checkpoint`` is set."""
+    if not cfg.syncnet_checkpoint:
+        return None
+    from iptalker_model.checkpoint import load_syncnet
+    from preprocessing.filters import SyncFilter
+
+    return SyncFilter(load_syncnet(cfg.syncnet_checkpoint), cfg.min_sync_confidence, cfg.max_sync_offset)
+
+
 class WhisperStage:
     """Ray actor body: loads the encoder (and the SyncNet filter, when configured) once, and turns
     clip payloads into contract samples."""
 
-    def __init__(self, preprocess: Any, stages: Stages):
-        from preprocessing.filters import sync_filter
-
+    def __init__(self, preprocess: PreprocessConfig, stages: Stages):
         self.extractor = stages.resolved().whisper(preprocess.whisper)
-        self.sync = sync_filter(preprocess.filters)
+        self.sync = load_sync_filter(preprocess.filters)
 
     def dim(self) -> int:
         return int(self.extractor.dim)
@@ -173,10 +189,12 @@ class WhisperStage:
             return f"{type(e).__name__}: {e}"
 
     def _in_sync(self, p: dict[str, Any], feats: np.ndarray, rejected: list[tuple[str, str]]) -> bool:
-        from types import SimpleNamespace
+        from preprocessing.clip import Clip
 
-        clip = SimpleNamespace(n_frames=p["n_frames"], crops=p["crops"], scores={})
-        verdict = self.sync((clip, feats))
+        m = p["meta"]
+        clip = Clip(m["video_id"], m["clip"], m["start_frame"], m["end_frame"], p["crops"], p["landmarks"],
+                    p["affine"], p["audio"], m["face_size"], m["fps"], whisper=feats)
+        verdict = self.sync(clip)
         scores = {**clip.scores, "sync_confidence": float(verdict.score)}
         p["meta"]["scores"].update(scores)
         p["row"].update({f"score_{k}": v for k, v in scores.items()})
@@ -253,7 +271,7 @@ def make_extract_fn(cpus: float) -> Any:
     return ray.remote(num_cpus=cpus, num_returns=2, max_retries=1)(process_video)
 
 
-def make_whisper_pool(n: int, preprocess: Any, stages: Stages, cpus: float, gpus: float) -> list[Any]:
+def make_whisper_pool(n: int, preprocess: PreprocessConfig, stages: Stages, cpus: float, gpus: float) -> list[Any]:
     """``n`` encoder actors; on a GPU cluster each takes a GPU and runs the encoder there."""
     import ray
 

@@ -26,7 +26,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-import cv2  # noqa: F401  (import before decord: see STACK-NOTES)
+import cv2  # noqa: F401  (before decord: with decord imported first, cv2.imread of a PNG fails)
 import numpy as np
 import torch
 import webdataset as wds

@@ -1,4 +1,4 @@
-"""The curated-dataset contract (ARCHITECTURE.md section 2): names, sample layout, writer, reader.
+"""The curated-dataset contract (docs/data-contract.md): names, sample layout, writer, reader.
 
 One source of truth for the on-disk format. The writer commits a shard in three steps, each an
 atomic rename or an atomic object PUT: ``shard-NNNNNN.tar``, then ``shard-NNNNNN.parquet`` (one row

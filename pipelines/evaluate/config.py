@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipelines.config_dict import strict_from_dict
+from iptalker_model.config import build_dataclass
 
 
 @dataclass
@@ -32,4 +32,4 @@ class EvaluateConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> EvaluateConfig:
-        return strict_from_dict(cls, d, "evaluate")
+        return build_dataclass(cls, d, label="evaluate")

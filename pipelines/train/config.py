@@ -1,7 +1,6 @@
 """``TrainConfig``: everything ``iptalker train`` needs besides the model and tracking settings.
 
-A light module (stdlib only) so the settings loader and the CLI can import it without pulling in
-torch or DeepSpeed. The ZeRO layout lives in ``configs/deepspeed/zero{0,1,2,3}.json``; the values
+A light module (no DeepSpeed, no MLflow) so the settings loader and the CLI can import it cheaply. The ZeRO layout lives in ``configs/deepspeed/zero{0,1,2,3}.json``; the values
 that file marks ``"auto"`` (batch size, precision, schedule length) come from here, so each fact
 has one home.
 """
@@ -12,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config_dict import strict_from_dict
+from iptalker_model.config import build_dataclass
 from preprocessing.config import ReferenceConfig
 
 STAGES = ("syncnet", "iptalker")
@@ -96,4 +95,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return strict_from_dict(cls, d, "train")
+        return build_dataclass(cls, d, label="train")

@@ -2,7 +2,7 @@
 precision, the resolved DeepSpeed config, one engine per trained network, cross-rank reductions.
 
 Backend and precision follow the hardware: nccl + bf16 (fp16 where bf16 is unsupported) on CUDA,
-gloo + fp32 on CPU (fp16 is not supported on CPU; see STACK-NOTES).
+gloo + fp32 on CPU (DeepSpeed refuses fp16 there: "Type fp16 is not supported on your device").
 """
 
 from __future__ import annotations

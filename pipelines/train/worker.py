@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import warnings
 
 
 def run(job_dict: dict) -> dict:
@@ -19,11 +18,10 @@ def run(job_dict: dict) -> dict:
     os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
     import torch.distributed as dist
 
-    # DeepSpeed's ZeRO still calls the deprecated all_gather_into_tensor on every step
-    warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is deprecated",
-                            category=FutureWarning)
-
+    from pipelines.train.known_warnings import filter_known_warnings
     from pipelines.train.trainer import TrainJob, train
+
+    filter_known_warnings()
 
     try:
         return train(TrainJob.from_dict(job_dict))
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         run(json.load(f))
     sys.stdout.flush()
     sys.stderr.flush()
-    # ZeRO-3 with two engines can abort at interpreter exit on a non-zero rank (STACK-NOTES);
+    # ZeRO-3 with two engines in one process can abort at interpreter exit on a non-zero rank;
     # the work is saved and the group destroyed, so leave without running finalizers.
     os._exit(0)
 

@@ -83,24 +83,3 @@ def sample_batch(clips: list[dict], cfg, batch_size: int, gen: torch.Generator, 
         out["sync_audio_off"].append(rows[2 * t1 : 2 * (t1 + t)])
         out["landmarks"].append(clip["landmarks"][t0 : t0 + t])
     return {k: torch.stack(v) for k, v in out.items()}
-
-
-# a plausible face's landmarks in crop fractions: every point at the centre of the lower face,
-# the lips spread over a small box there (enough for the mouth region of random batches)
-_MOUTH_LANDMARKS = torch.full((68, 2), 0.5)
-_MOUTH_LANDMARKS[48:68] = torch.stack([torch.linspace(0.35, 0.65, 20), torch.linspace(0.7, 0.8, 20)], -1)
-
-
-def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0) -> dict:
-    """A batch with the shapes of iptalker_model/batch.py, random values."""
-    g = torch.Generator().manual_seed(seed)
-    t = t or cfg.sync_frames
-    s, k, a, d = cfg.image_size, cfg.num_references, cfg.audio_rows, cfg.audio_dim
-    return {
-        "frames": torch.rand(b, t, 3, s, s, generator=g) * 2 - 1,
-        "references": torch.rand(b, k, 3, s, s, generator=g) * 2 - 1,
-        "audio": torch.randn(b, t, a, d, generator=g),
-        "sync_audio": torch.randn(b, 2 * t, d, generator=g),
-        "sync_audio_off": torch.randn(b, 2 * t, d, generator=g),
-        "landmarks": _MOUTH_LANDMARKS.expand(b, t, 68, 2).clone(),
-    }

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from iptalker_model import IPTalker, ModelConfig, SyncNet, mask_source
+from iptalker_model.batch import random_batch
 from iptalker_model.checkpoint import load_config, load_iptalker, load_syncnet, save_weights
-from tests.iptalker_model.clips import random_batch
 
 
 def test_iptalker_round_trip_rebuilds_the_same_network(tmp_path):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from iptalker_model import IPTalker, LossConfig, ModelConfig, PatchDiscriminator, SyncNet
+from iptalker_model.batch import random_batch
 from iptalker_model.losses import (
     VGGPerceptual,
     flow_smoothness,
@@ -13,7 +14,6 @@ from iptalker_model.losses import (
 )
 from iptalker_model.mask import lower_face_mask, mouth_box, mouth_region
 from iptalker_model.training import discriminator_losses, generator_losses, syncnet_losses
-from tests.iptalker_model.clips import random_batch
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from iptalker_model import IPTalker, ModelConfig, PatchDiscriminator, SyncNet, mask_source
+from iptalker_model.batch import random_batch
 from iptalker_model.mask import lower_face_mask
-from tests.iptalker_model.clips import random_batch
 
 
 def n_params(module):

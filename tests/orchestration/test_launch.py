@@ -47,7 +47,7 @@ def test_bad_settings_fail_with_the_key_named(tmp_path):
         resolve_job(job_settings(tmp_path, data=""))
     with pytest.raises(ValueError, match="zero_stage"):
         resolve_job(job_settings(tmp_path, zero_stage=5))
-    with pytest.raises(ValueError, match="unknown train keys"):
+    with pytest.raises(ValueError, match="unknown train key 'learning_rate'"):
         resolve_job(job_settings(tmp_path, learning_rate=1.0))
     with pytest.raises(LaunchError, match="unknown launcher"):
         launch_training(job_settings(tmp_path), launcher="slurm")
@@ -71,6 +71,36 @@ def test_missing_syncnet_expert_fails_before_any_worker_starts(corpus, tmp_path)
     s = job_settings(tmp_path, data=corpus, stage="iptalker", syncnet_checkpoint=str(tmp_path / "nope.pt"))
     with pytest.raises(LaunchError, match="syncnet_checkpoint .*iptalker export"):
         launch_training(s, launcher="local")
+
+
+def test_model_whose_mask_differs_from_the_dataset_is_refused(tmp_path):
+    """The dataset records the geometry it was curated for; a model config hiding another region
+    is refused by the CLI before any worker starts: one line, exit 2, naming the field."""
+    from iptalker_model.config import ModelConfig
+    from pipelines.data.geometry import GEOMETRY_KEY, geometry_record
+    from preprocessing.config import AlignConfig
+
+    data = write_corpus(str(tmp_path / "dataset"), videos=2, clips=1, frames=30)
+    doc = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    doc[GEOMETRY_KEY] = geometry_record(AlignConfig(), ModelConfig(mask_top=0.6))
+    (tmp_path / "dataset" / "dataset.json").write_text(json.dumps(doc))
+    r = subprocess.run([str(Path(sys.executable).with_name("iptalker")), "train", "--data", data,
+                        "--stage", "syncnet", "--out", str(tmp_path / "cli-run")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert "mask_top=0.6" in r.stderr and "mask_top=0.5" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "cli-run").exists()  # refused before the run folder is written
+    with pytest.raises(LaunchError, match="alignment template"):  # crops from another template
+        doc[GEOMETRY_KEY] = geometry_record(AlignConfig(template_scale=0.9), ModelConfig())
+        (tmp_path / "dataset" / "dataset.json").write_text(json.dumps(doc))
+        launch_training(job_settings(tmp_path, data=data), launcher="local")
+
+
+def test_dataset_without_a_geometry_record_only_warns(corpus, capsys):
+    from orchestration.launch import check_geometry
+
+    check_geometry({"train": {"data": corpus}, "model": {}})  # write_corpus records no geometry
+    assert "records no crop/mask geometry" in capsys.readouterr().err
 
 
 def test_torchrun_command_single_and_multi_node(tmp_path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iptalker_model.config import ModelConfig
+from iptalker_model.mask import lower_face_mask
 from preprocessing.align import (
     estimate_transforms,
     five_points,
     invert_affine,
-    lower_face_mask,
     paste_back,
     template_points,
     transform_points,
@@ -82,7 +83,7 @@ def test_paste_back_only_touches_the_mask(tracked):
     frames, track = tracked
     cfg = AlignConfig()
     affine = estimate_transforms(track.landmarks[:1], cfg)[0]
-    mask = lower_face_mask(cfg.size, cfg.mask_top, cfg.mask_feather)
+    mask = lower_face_mask(ModelConfig.tiny(), size=cfg.size)[0, 0].numpy()  # the model's mask at crop size
     grey = np.full((cfg.size, cfg.size, 3), 128, np.uint8)
     out = paste_back(frames[0], grey, affine, mask)
     changed = np.abs(out.astype(int) - frames[0]).sum(-1) > 0
@@ -95,7 +96,9 @@ def test_paste_back_only_touches_the_mask(tracked):
 
 
 def test_lower_face_mask_is_feathered():
-    mask = lower_face_mask(256, top=0.5, feather=0.04)
+    """The model's mask at the full crop size, as paste-back uses it: soft, and nothing above mask_top."""
+    cfg = ModelConfig.tiny(mask_top=0.5, mask_feather=0.04)
+    mask = lower_face_mask(cfg, size=256)[0, 0].numpy()
     assert mask.shape == (256, 256) and mask.dtype == np.float32
     assert mask[:128].max() == 0.0 and mask[185, 128] > 0.95
     assert ((mask > 0.05) & (mask < 0.95)).sum() > 1000  # a soft edge, not a hard cut

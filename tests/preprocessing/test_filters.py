@@ -21,13 +21,11 @@ from preprocessing.filters import (
     ResolutionFilter,
     SilenceFilter,
     SyncFilter,
-    content_scores,
-    find_scene_cuts,
     run_filters,
-    sync_filter,
     video_filters,
 )
 from preprocessing.media import iter_frames, probe
+from preprocessing.scenes import content_scores, find_scene_cuts
 from preprocessing.synthetic.corpus import render_clip
 from tests.fixtures.media import ffmpeg, make_testsrc_clip
 
@@ -133,18 +131,21 @@ def _tiny_syncnet():
 
 def test_sync_filter_from_a_checkpoint(tmp_path, clip):
     from iptalker_model.checkpoint import save_weights
+    from pipelines.curate.stages import load_sync_filter
     from preprocessing.audio_features import WhisperFeatureExtractor
     from preprocessing.config import WhisperConfig
 
     net = _tiny_syncnet()
     path = tmp_path / "syncnet.pt"
     save_weights(path, net, net.cfg)
-    assert sync_filter(FilterConfig()) is None  # no checkpoint configured: the filter does not run
-    flt = sync_filter(FilterConfig(syncnet_checkpoint=str(path), min_sync_confidence=-1e9, max_sync_offset=5))
+    assert load_sync_filter(FilterConfig()) is None  # no checkpoint configured: the filter does not run
+    flt = load_sync_filter(FilterConfig(syncnet_checkpoint=str(path), min_sync_confidence=-1e9, max_sync_offset=5))
     rows = WhisperFeatureExtractor(WhisperConfig())(clip.audio, clip.n_frames)
-    result = flt((clip, rows))
-    assert result.keep and np.isfinite(result.score) and abs(clip.scores["sync_offset"]) <= 5
-    strict = SyncFilter(str(path), min_confidence=1e9, syncnet=net)
-    assert strict((clip, rows)).reason == "low_sync_confidence"
-    short = dataclasses.replace(clip, end_frame=clip.start_frame + 8, crops=clip.crops[:8])
-    assert strict((short, rows[:16])).reason == "sync_unmeasurable"
+    heard = dataclasses.replace(clip, whisper=rows, scores={})  # the curation job attaches the rows
+    result = flt(heard)
+    assert result.keep and np.isfinite(result.score) and abs(heard.scores["sync_offset"]) <= 5
+    strict = SyncFilter(net, min_confidence=1e9)
+    assert strict(heard).reason == "low_sync_confidence"
+    short = dataclasses.replace(heard, end_frame=clip.start_frame + 8, crops=clip.crops[:8], whisper=rows[:16])
+    assert strict(short).reason == "sync_unmeasurable"
+    assert strict(clip).reason == "sync_unmeasurable"  # no Whisper rows attached: nothing to measure

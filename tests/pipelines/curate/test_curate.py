@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import webdataset as wds
 
+from iptalker_model.config import ModelConfig
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.job import run_curation
 from pipelines.data import shards
+from pipelines.data.geometry import geometry_mismatch, geometry_record
 from pipelines.data.storage import Storage, StorageConfig, join
 from preprocessing.config import PreprocessConfig
 from tests.fixtures import curate_standins as standins
@@ -73,6 +75,8 @@ def test_every_input_accounted_and_packed_whole(ray_local, tmp_path):
     doc = json.loads((out / "dataset.json").read_text())
     assert doc["counts"]["inputs"] == 8 and doc["counts"]["clips"] == len(keys)
     assert doc["config"]["curate"]["shard_max_samples"] == 3 and doc["code_version"]
+    assert doc["geometry"] == geometry_record(PreprocessConfig().align, ModelConfig())  # what train checks
+    assert geometry_mismatch(doc["geometry"], ModelConfig.tiny()) is None  # tiny: same mask, smaller S
     page = (out / "report/index.html").read_text()
     assert json.loads(good["clip_reject_reasons"].iloc[0]) == {"too_short": 1}
     for png in ("rejections.png", "clip_rejections.png", "durations.png", "face_sizes.png", "blur.png", "sync.png", "samples_per_shard.png"):

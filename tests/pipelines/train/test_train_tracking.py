@@ -25,7 +25,7 @@ def test_flatten_nested_config_to_mlflow_params():
 def test_default_uri_is_sqlite_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert TrackingConfig().resolved_uri() == f"sqlite:///{tmp_path / 'mlruns.db'}"
-    with pytest.raises(ValueError, match="unknown tracking keys"):
+    with pytest.raises(ValueError, match="unknown tracking key 'uri'"):
         TrackingConfig.from_dict({"uri": "x"})
 
 
@@ -64,7 +64,8 @@ def test_file_store_works_when_asked_for(tmp_path, monkeypatch):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on loopback (small footprint settings from STACK-NOTES)."""
+    """A real ``mlflow server`` on loopback; job execution off and one worker: healthy in seconds at
+    ~0.5 GB instead of ~20 s and ~2 GB with the defaults."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
