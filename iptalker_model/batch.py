@@ -58,12 +58,6 @@ def check_batch(batch: dict) -> None:
                          f"expected [B, {t_frames}, 68, 2]")
 
 
-# a plausible face's landmarks in crop fractions: every point at the centre of the lower face,
-# the lips spread over a small box there (enough for the mouth region of random batches)
-_MOUTH_LANDMARKS = torch.full((68, 2), 0.5)
-_MOUTH_LANDMARKS[48:68] = torch.stack([torch.linspace(0.35, 0.65, 20), torch.linspace(0.7, 0.8, 20)], -1)
-
-
 def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0, device=None) -> dict:
     """A batch with the contract's keys and shapes and random values (shape tests, benchmarks).
 
@@ -78,6 +72,14 @@ def random_batch(cfg, b: int = 2, t: int | None = None, seed: int = 0, device=No
         "audio": torch.randn(b, t, a, d, generator=g),
         "sync_audio": torch.randn(b, 2 * t, d, generator=g),
         "sync_audio_off": torch.randn(b, 2 * t, d, generator=g),
-        "landmarks": _MOUTH_LANDMARKS.expand(b, t, 68, 2).clone(),
+        "landmarks": _plausible_landmarks(b, t),
     }
     return {key: v.to(device) for key, v in out.items()} if device is not None else out
+
+
+def _plausible_landmarks(b: int, t: int) -> torch.Tensor:
+    """[b, t, 68, 2] crop fractions: every point at the centre of the lower face, the lips spread
+    over a small box there (enough for the mouth region of a random batch)."""
+    lm = torch.full((68, 2), 0.5)
+    lm[48:68] = torch.stack([torch.linspace(0.35, 0.65, 20), torch.linspace(0.7, 0.8, 20)], -1)
+    return lm.expand(b, t, 68, 2).clone()

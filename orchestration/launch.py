@@ -93,7 +93,10 @@ def check_geometry(job: dict) -> None:
     data = job["train"]["data"]
     uri = join(data.rstrip("/"), DATASET_JSON)
     storage = Storage(StorageConfig(**job.get("storage", {})))
-    recorded = json.loads(storage.read_bytes(uri)).get(GEOMETRY_KEY) if storage.exists(uri) else None
+    try:
+        recorded = json.loads(storage.read_bytes(uri)).get(GEOMETRY_KEY) if storage.exists(uri) else None
+    except (ValueError, AttributeError) as e:
+        raise LaunchError(f"{uri} is not a dataset.json written by `iptalker curate` ({e})") from None
     if not recorded:
         print(f"warning: {uri} records no crop/mask geometry (curated before it was recorded): the model's "
               "lower-face mask cannot be checked against the crops", file=sys.stderr, flush=True)
