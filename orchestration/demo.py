@@ -51,7 +51,7 @@ def _with_whisper(settings: Any, log: Callable[[str], None]) -> Any:
 
     whisper = settings.preprocess.whisper
     if whisper.checkpoint or whisper.allow_random:
-        return settings
+        return _model_reads(settings)
     if CHECKPOINT.is_file():
         whisper = dataclasses.replace(whisper, checkpoint=str(CHECKPOINT))
         log(f"Whisper encoder: tiny.en converted by `make setup` ({CHECKPOINT})")
@@ -61,6 +61,18 @@ def _with_whisper(settings: Any, log: Callable[[str], None]) -> Any:
         log(f"WARNING: no Whisper weights at {CHECKPOINT} ({why}): the demo uses a RANDOM-INIT encoder")
     settings = dataclasses.replace(settings)
     settings.preprocess = dataclasses.replace(settings.preprocess, whisper=whisper)
+    return _model_reads(settings)
+
+
+def _model_reads(settings: Any) -> Any:
+    """The demo's model reads its own encoder's features: ``model.audio_dim`` = the encoder width
+    (a recipe written for another feature width would otherwise be refused by the loader)."""
+    from preprocessing.audio_features import encoder_identity
+
+    dim = encoder_identity(settings.preprocess.whisper)["dim"]
+    if settings.model.audio_dim != dim:
+        settings = dataclasses.replace(settings)
+        settings.model = dataclasses.replace(settings.model, audio_dim=dim)
     return settings
 
 

@@ -18,7 +18,7 @@ from tests.learning.harness import (
     to_unit,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.learning]
 LAZY = ("untrained", "mean_reference", "copy_reference", "source")
 
 

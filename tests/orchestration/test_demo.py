@@ -50,6 +50,7 @@ def test_demo_runs_the_whole_loop_and_prints_the_summary(demo):
     assert len(records) == 10 and records[-1].endswith("-dub.json")
 
 
+@pytest.mark.learning
 def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     from mlflow.tracking import MlflowClient
 
@@ -64,14 +65,25 @@ def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     assert champion.version
 
 
-def test_dubbed_video_plays_has_audio_and_its_mouth_follows_the_new_sentence(demo):
-    from pipelines.metrics.mouth import audio_envelope, landmarks_of, mouth_opening
-    from preprocessing.media import iter_frames, load_audio, probe
+def test_dubbed_video_plays_with_audio_at_the_source_size_and_rate(demo):
+    from preprocessing.media import probe
 
     work, _ = demo
     dub = json.loads((work / "stages" / "10-dub.json").read_text())["outputs"]
     kinds = {s["codec_type"] for s in ffprobe_streams(dub["video"], "codec_type")}
     assert kinds == {"video", "audio"}
+    out, src = probe(dub["video"]), probe(dub["source"])
+    assert (out.width, out.height) == (src.width, src.height) and abs(out.fps - src.fps) < 0.01
+    assert dub["face_coverage"] > 0.5 and Path(dub["report"]).is_file()
+
+
+@pytest.mark.learning
+def test_dubbed_mouth_follows_the_new_sentence(demo):
+    from pipelines.metrics.mouth import audio_envelope, landmarks_of, mouth_opening
+    from preprocessing.media import iter_frames, load_audio, probe
+
+    work, _ = demo
+    dub = json.loads((work / "stages" / "10-dub.json").read_text())["outputs"]
     fps = probe(dub["video"]).fps
     frames = np.concatenate([f for _, f in iter_frames(dub["video"], fps=fps)])
     source = np.concatenate([f for _, f in iter_frames(dub["source"], fps=fps)])
