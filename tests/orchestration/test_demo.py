@@ -30,6 +30,12 @@ def run_demo(work: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=2400, cwd=work.parent, env=env)
 
 
+def stage_outputs(work: Path, stage: str) -> dict:
+    """What a finished stage recorded (``stages/NN-<stage>.json``)."""
+    (record,) = (work / "stages").glob(f"*-{stage}.json")
+    return json.loads(record.read_text())["outputs"]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo") / "demo-out"
@@ -58,7 +64,7 @@ def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     client = MlflowClient(f"sqlite:///{work / 'mlruns.db'}")
     assert len(client.search_experiments()) >= 1
     champion = client.get_model_version_by_alias("iptalker", "champion")
-    evaluation = json.loads((work / "stages" / "06-evaluate.json").read_text())["outputs"]["metrics"]
+    evaluation = stage_outputs(work, "evaluate")["metrics"]
     for metric in ("self.mouth_psnr",):  # reconstruction: higher is better than every lazy answer
         for base in ("copy_reference", "mean_reference"):
             assert evaluation[metric] > evaluation[f"baseline.{base}.{metric}"], (metric, base, evaluation)
@@ -69,7 +75,7 @@ def test_dubbed_video_plays_with_audio_at_the_source_size_and_rate(demo):
     from preprocessing.media import probe
 
     work, _ = demo
-    dub = json.loads((work / "stages" / "10-dub.json").read_text())["outputs"]
+    dub = stage_outputs(work, "dub")
     kinds = {s["codec_type"] for s in ffprobe_streams(dub["video"], "codec_type")}
     assert kinds == {"video", "audio"}
     out, src = probe(dub["video"]), probe(dub["source"])
@@ -83,7 +89,7 @@ def test_dubbed_mouth_follows_the_new_sentence(demo):
     from preprocessing.media import iter_frames, load_audio, probe
 
     work, _ = demo
-    dub = json.loads((work / "stages" / "10-dub.json").read_text())["outputs"]
+    dub = stage_outputs(work, "dub")
     fps = probe(dub["video"]).fps
     frames = np.concatenate([f for _, f in iter_frames(dub["video"], fps=fps)])
     source = np.concatenate([f for _, f in iter_frames(dub["source"], fps=fps)])
