@@ -73,7 +73,7 @@ def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path):
     generate_corpus(tmp_path / "raw", 4, seed=3, n_identities=2, seconds=(2.0, 2.0))
     env = {**cluster.env, "AWS_SECRET_ACCESS_KEY": "sk-test-SECRET-123"}  # must never reach the job
     cmd = [CLI, "submit", "--address", cluster.dashboard_url, "--", "curate", "--input", str(tmp_path / "raw"),
-           "--output", str(tmp_path / "ds"), "--no-progress", "--set", "curate.val_fraction=0.5",
+           "--output", str(tmp_path / "ds"), "--no-progress", "--set", "curate.val_fraction=0",
            "--set", ALLOW_RANDOM_SET]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
