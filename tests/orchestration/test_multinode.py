@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -67,7 +68,7 @@ def cluster():
     c.stop()
 
 
-def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path):
+def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path, monkeypatch):
     from preprocessing.synthetic.corpus import generate_corpus
 
     generate_corpus(tmp_path / "raw", 4, seed=3, n_identities=2, seconds=(2.0, 2.0))
@@ -82,14 +83,21 @@ def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path):
     inputs = pd.read_parquet(tmp_path / "ds" / "index" / "inputs.parquet")
     assert len(inputs) == 4 and (inputs["status"] == "accepted").all()
 
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):  # this process asks the cluster too
+        monkeypatch.setenv(key, cluster.env[key])
     from ray.job_submission import JobSubmissionClient
     from ray.util.state import list_tasks
 
     job = JobSubmissionClient(cluster.dashboard_url).list_jobs()[-1]
     assert "SECRET" not in json.dumps(job.runtime_env or {})  # no credential in the job's metadata
-    tasks = list_tasks(address=cluster.gcs_address, filters=[("job_id", "=", job.job_id)], detail=True,
-                       limit=1000, raise_on_missing_output=False)
-    nodes = {t.node_id for t in tasks if t.node_id}
+    nodes: set[str] = set()
+    for _ in range(30):  # task events reach the state API a little after the job ends
+        tasks = list_tasks(address=cluster.gcs_address, filters=[("name", "=", "process_video")], detail=True,
+                           limit=1000, raise_on_missing_output=False)
+        nodes = {t.node_id for t in tasks if t.node_id}
+        if len(nodes) >= 2:
+            break
+        time.sleep(1)
     assert len(nodes) == 2, f"work ran on {len(nodes)} node(s): {nodes}"
 
 
