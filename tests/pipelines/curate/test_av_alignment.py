@@ -22,12 +22,12 @@ from pipelines.curate.config import CurateConfig
 from pipelines.curate.job import run_curation
 from pipelines.data import shards
 from pipelines.data.storage import Storage, StorageConfig
-from preprocessing.config import PreprocessConfig
 from preprocessing.encode import encode_mp4
 from preprocessing.media import probe
 from preprocessing.synthetic.clip import plan_clip, write_plan
 from preprocessing.synthetic.speech import SAMPLE_RATE
 from tests.fixtures import curate_standins as standins
+from tests.fixtures.whisper import random_preprocess
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def curated(tmp_path_factory):
     try:
         stages = standins.stages()
         stages.extract = None  # the real per-video stage
-        run_curation([str(root / "raw")], str(root / "ds"), CurateConfig(val_fraction=0.0), PreprocessConfig(),
+        run_curation([str(root / "raw")], str(root / "ds"), CurateConfig(val_fraction=0.0), random_preprocess(),
                      StorageConfig(), progress=False, stages=stages)
     finally:
         ray.shutdown()
