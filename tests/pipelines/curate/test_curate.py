@@ -45,7 +45,7 @@ def all_samples(storage: Storage, root: str) -> list[dict]:
     out = []
     for shard in shards.list_done_shards(storage, root):
         with storage.local_copy(shard.tar) as local:
-            out += list(wds.WebDataset(str(local), shardshuffle=False).decode())
+            out += list(wds.WebDataset(str(local), shardshuffle=False, empty_check=False).decode())
     return out
 
 

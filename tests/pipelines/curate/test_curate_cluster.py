@@ -56,7 +56,7 @@ def driver(out: Path, inputs: Path, env: dict, *extra: str) -> list[str]:
 def sample_keys(root: Path) -> list[str]:
     keys = []
     for shard in shards.list_done_shards(Storage(), str(root)):
-        keys += [s["__key__"] for s in wds.WebDataset(shard.tar, shardshuffle=False)]
+        keys += [s["__key__"] for s in wds.WebDataset(shard.tar, shardshuffle=False, empty_check=False)]
     return keys
 
 
