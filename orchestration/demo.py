@@ -30,7 +30,7 @@ def run_demo(settings: Settings, workdir: str | Path, *, videos: int = 8, seed: 
     settings = _with_whisper(settings, log)
     loop = LoopStages(settings, PipelineConfig(workdir=str(work), inputs=(str(work / "raw"),)), log)
     stages = [Stage("synth", lambda o: _synth(work / "raw", videos, seed))]
-    stages += [Stage("curate", lambda o: loop.curate(o, [o["synth"]["raw"]]) if _pin_val(loop, o) else {})]
+    stages += [Stage("curate", lambda o: _curate_holding_one_out(loop, o))]
     stages += [s for s in loop.stages() if s.name != "curate"]
     stages += [Stage("dub", lambda o: loop.dub(*_held_out_and_new_speech(loop, o)))]
     runner = StageRunner(work, stages, log)
@@ -85,13 +85,13 @@ def _synth(raw: Path, videos: int, seed: int) -> dict:
     return {"raw": str(raw), "videos": len(paths), "bad_inputs": len(bad), "identities": people}
 
 
-def _pin_val(loop: LoopStages, outputs: dict) -> bool:
-    """Hold the last person out (validation, evaluation and the final dub): a hash split of a few
-    identities may leave val empty."""
+def _curate_holding_one_out(loop: LoopStages, outputs: dict) -> dict:
+    """Curate the synthetic corpus with its last person held out (validation, evaluation and the
+    final dub): a hash split of a few identities may leave val empty."""
     st = loop.settings
     if not st.curate.val_identities:
         st.curate = dataclasses.replace(st.curate, val_identities=(outputs["synth"]["identities"][-1],))
-    return True
+    return loop.curate(outputs, [outputs["synth"]["raw"]])
 
 
 def _held_out_and_new_speech(loop: LoopStages, outputs: dict) -> tuple[str, str]:
