@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -68,7 +67,7 @@ def cluster():
     c.stop()
 
 
-def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path, monkeypatch):
+def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path):
     from preprocessing.synthetic.corpus import generate_corpus
 
     generate_corpus(tmp_path / "raw", 4, seed=3, n_identities=2, seconds=(2.0, 2.0))
@@ -83,22 +82,32 @@ def test_submit_curation_to_a_two_node_ray_cluster(cluster, tmp_path, monkeypatc
     inputs = pd.read_parquet(tmp_path / "ds" / "index" / "inputs.parquet")
     assert len(inputs) == 4 and (inputs["status"] == "accepted").all()
 
-    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):  # this process asks the cluster too
-        monkeypatch.setenv(key, cluster.env[key])
-    from ray.job_submission import JobSubmissionClient
-    from ray.util.state import list_tasks
+    # The cluster is asked from a child process: Ray caches the auth token and mode per process,
+    # so asking from here would break every later in-process ``ray.init`` (no token) in this session.
+    probe = subprocess.run([sys.executable, "-c", _ASK_CLUSTER, cluster.dashboard_url, cluster.gcs_address],
+                           env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert "SECRET" not in seen["runtime_env"]  # no credential in the job's metadata
+    assert len(seen["nodes"]) == 2, f"work ran on {len(seen['nodes'])} node(s): {seen['nodes']}"
 
-    job = JobSubmissionClient(cluster.dashboard_url).list_jobs()[-1]
-    assert "SECRET" not in json.dumps(job.runtime_env or {})  # no credential in the job's metadata
-    nodes: set[str] = set()
-    for _ in range(30):  # task events reach the state API a little after the job ends
-        tasks = list_tasks(address=cluster.gcs_address, filters=[("name", "=", "process_video")], detail=True,
-                           limit=1000, raise_on_missing_output=False)
-        nodes = {t.node_id for t in tasks if t.node_id}
-        if len(nodes) >= 2:
-            break
-        time.sleep(1)
-    assert len(nodes) == 2, f"work ran on {len(nodes)} node(s): {nodes}"
+
+_ASK_CLUSTER = """
+import json, sys, time
+from ray.job_submission import JobSubmissionClient
+from ray.util.state import list_tasks
+dashboard, gcs = sys.argv[1], sys.argv[2]
+job = JobSubmissionClient(dashboard).list_jobs()[-1]
+nodes = set()
+for _ in range(30):  # task events reach the state API a little after the job ends
+    tasks = list_tasks(address=gcs, filters=[("name", "=", "process_video")], detail=True, limit=1000,
+                       raise_on_missing_output=False)
+    nodes = {t.node_id for t in tasks if t.node_id}
+    if len(nodes) >= 2:
+        break
+    time.sleep(1)
+print(json.dumps({"runtime_env": json.dumps(job.runtime_env or {}), "nodes": sorted(nodes)}))
+"""
 
 
 def test_ray_train_over_the_two_node_cluster(cluster, tmp_path):
