@@ -166,7 +166,9 @@ def dub(model: IPTalker | None, clip: TalkingClip, driving: np.ndarray, how: str
     """Frames of ``clip`` with the mouth re-drawn for ``driving`` Whisper rows [2N', D].
 
     how: "model" (needs model), "mean_reference" (mean of the references pasted in the mask),
-    "copy_reference" (the first reference pasted), "source" (untouched). -> uint8 [N, S, S, 3]
+    "copy_reference" (the first reference pasted), "source" (untouched), "oracle_reference" (per
+    frame the reference whose rendered opening is closest: what perfect reference selection
+    reaches, a ceiling and not a lazy answer). -> uint8 [N, S, S, 3]
     with N = min(clip frames, driving frames)."""
     cfg = model.cfg if model is not None else None
     n = min(len(clip.frames), len(driving) // 2)
@@ -187,7 +189,13 @@ def dub(model: IPTalker | None, clip: TalkingClip, driving: np.ndarray, how: str
         else:
             from iptalker_model import lower_face_mask
 
-            paste = refs.mean(1, keepdim=True) if how == "mean_reference" else refs[:, :1]
+            if how == "oracle_reference":  # per frame, the reference whose true opening is closest
+                picks = [select_references(clip.landmarks, w, k) for w in ws]
+                best = [[int(np.argmin(np.abs(clip.mouth_open[r] - clip.mouth_open[f]))) for f in w]
+                        for w, r in zip(ws, picks)]
+                paste = torch.stack([refs[i, b] for i, b in enumerate(best)])    # [W, T, 3, S, S]
+            else:
+                paste = refs.mean(1, keepdim=True) if how == "mean_reference" else refs[:, :1]
             gen = masked + lower_face_mask(cfg) * paste
         for w, g in zip(ws, gen):
             out[w] = g
@@ -293,13 +301,16 @@ def figures(tr: Trained) -> dict:
             act = mouth_activity(opening(generate(tr, ans, a, b.whisper), a.landmarks[:n], rest), env)
             out[ans]["cross_r"].append(np.nan_to_num(act["corr"]))
             out[ans]["silence_ratio"].append(act["silence_ratio"])
+    ceiling = []
     for c in clips:
         for ans in ANSWERS:
             gen = generate(tr, ans, c, c.whisper)
             out[ans]["psnr"].append(mouth_psnr(gen, c.frames, c.landmarks))
             out[ans]["identity"].append(identity_distance(gen, c.frames, c.landmarks))
+        ceiling.append(mouth_psnr(dub(tr.model, c, c.whisper, "oracle_reference"), c.frames, c.landmarks))
     summary = {ans: {k: float(np.mean(v)) for k, v in d.items()} for ans, d in out.items()}
     summary["source_own_mouth_vs_driving_r"] = float(np.mean(source_r))
+    summary["oracle_reference_psnr"] = float(np.mean(ceiling))  # what perfect selection reaches
     return summary
 
 
