@@ -96,6 +96,42 @@ class AudioVisualAlignmentUnit(nn.Module):
         return embedding, per_ref
 
 
+class ReferenceSelector(nn.Module):
+    """Which reference mouth matches the sound: an audio query against a key per reference mouth.
+
+    The paper's alignment module relates audio to reference *mouth* images. Here that relation
+    also gets a direct, cheap path: each reference's lower face (the hidden region, the rest grey)
+    is encoded and pooled into a key, the frame's whole audio window (time order kept) into a
+    query, and their scaled dot product is a per-reference logit that the warping module adds to
+    its per-pixel logits before the softmax over references. Through the transformer alone the
+    trained model kept near-uniform reference weights (it stayed at the mean of the references);
+    this path learns to pick the reference whose mouth opening fits the audio within a few
+    hundred CPU steps.
+    """
+
+    SCALE = 4.0  # logit scale at init: dot products of ~unit vectors would otherwise stay soft
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        e = cfg.embed_dim
+        self.mouth_encoder = ImageEncoder(cfg.encoder_channels)
+        self.key = nn.Linear(cfg.encoder_channels[-1], e)
+        self.query = nn.Sequential(nn.Flatten(), nn.Linear(cfg.audio_rows * cfg.audio_dim, 2 * e), nn.GELU(),
+                                   nn.Linear(2 * e, e))
+        self.register_buffer("mouth_window", lower_face_mask(cfg), persistent=False)  # [1, 1, S, S]
+
+    def keys(self, references: torch.Tensor) -> torch.Tensor:
+        """[B, K, 3, S, S] in [-1, 1] -> [B, K, E] (once per clip; shared by its T frames)."""
+        b, k = references.shape[:2]
+        mouths = references.flatten(0, 1) * self.mouth_window.to(references.dtype)
+        return self.key(self.mouth_encoder(mouths)[-1].mean((-1, -2))).reshape(b, k, -1)
+
+    def forward(self, keys: torch.Tensor, audio_window: torch.Tensor) -> torch.Tensor:
+        """keys [N, K, E], audio_window [N, A, D] -> per-reference logits [N, K]."""
+        query = self.query(audio_window)                                   # [N, E]
+        return (keys * query[:, None]).sum(-1) * (self.SCALE / keys.shape[-1] ** 0.5)
+
+
 class AlignmentModule(nn.Module):
     """Encoders + AVAU. Reference pyramids are returned too: the warping module warps them."""
 
@@ -108,6 +144,7 @@ class AlignmentModule(nn.Module):
         self.reference_tokens = nn.Conv2d(c_last, e, 1)
         self.source_tokens = nn.Conv2d(c_last, e, 1)
         self.avau = AudioVisualAlignmentUnit(cfg)
+        self.selector = ReferenceSelector(cfg)
         self.mouth_only = cfg.reference_region == "mouth"
         if self.mouth_only:
             self.register_buffer("mouth_window", lower_face_mask(cfg), persistent=False)  # [1, 1, S, S]

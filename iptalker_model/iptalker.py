@@ -39,8 +39,10 @@ class IPTalker(nn.Module):
         references:    [N, K, 3, S, S] or [B, K, 3, S, S] (shared by the T frames) in [-1, 1].
         audio_window:  [N, A, D] or [B, T, A, D] Whisper rows centred on each frame.
         Returns output with masked_source's shape, in [-1, 1], and aux: flows [.., K, 2, S, S]
-        (pixels), masks [.., K, 1, S, S], warped [.., K, 3, S, S], warped_features, embedding
-        [.., E, g, g] and pyramid_flows (coarse levels), leading dims folded to N = B*T.
+        (pixels), masks [.., K, 1, S, S] (per-pixel reference weights, summing to 1 over K),
+        warped [.., K, 3, S, S], warped_features, embedding [.., E, g, g], selection [.., K]
+        (the audio-vs-reference-mouth logits) and pyramid_flows (coarse levels), leading dims
+        folded to N = B*T.
         """
         windowed = masked_source.dim() == 5
         if windowed:
@@ -50,16 +52,19 @@ class IPTalker(nn.Module):
         else:
             b, t = masked_source.shape[0], 1
         pyramid = self.alignment.encode_references(references)           # [B*K, C, h, h] per level
+        keys = self.alignment.selector.keys(references)                   # [B, K, E]
         k = references.shape[1]
         if t > 1:  # share each clip's reference features among its T frames
             pyramid = [p.reshape(b, k, *p.shape[1:]).repeat_interleave(t, 0).flatten(0, 1)
                        for p in pyramid]
             references = references.repeat_interleave(t, dim=0)          # [B*T, K, 3, S, S]
+            keys = keys.repeat_interleave(t, dim=0)                       # [B*T, K, E]
         embedding, per_ref = self.alignment(masked_source, pyramid, audio_window)  # [N, (K,) E, g, g]
-        aux = self.warping(pyramid, embedding, per_ref, references)
+        selection = self.alignment.selector(keys, audio_window)          # [N, K] logits
+        aux = self.warping(pyramid, embedding, per_ref, references, selection)
         output = self.inpainting(masked_source, self.hidden.to(masked_source.dtype), aux["warped"],
                                  aux["masks"], embedding, aux["warped_features"])
-        aux["embedding"] = embedding
+        aux["embedding"], aux["selection"] = embedding, selection
         if windowed:
             output = output.reshape(b, t, *output.shape[1:])
         return output, aux

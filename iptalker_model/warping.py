@@ -1,6 +1,6 @@
 """(b) Warping module: move each reference's mouth into the configuration the audio asks for.
 
-Per reference, a small head predicts a dense flow and an occlusion/confidence logit from the
+Per reference, a small head predicts a dense flow and a confidence logit from the
 reference features and the correspondence embedding, coarse to fine over the last
 ``flow_scales`` encoder levels (each finer level refines the upsampled coarser flow). The final
 flow is upsampled to full resolution and warps the reference image (and its features) by bilinear
@@ -87,12 +87,14 @@ class WarpingModule(nn.Module):
         self.heads = nn.ModuleList(heads)
 
     def forward(self, ref_pyramid: list[torch.Tensor], embedding: torch.Tensor, per_ref: torch.Tensor,
-                references: torch.Tensor) -> dict[str, torch.Tensor]:
+                references: torch.Tensor, selection: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """ref_pyramid: [N*K, C_l, h_l, h_l] per level; embedding [N, E, g, g] and its per-reference
         maps [N, K, E, g, g] (summed: where the target is + what this reference offers);
-        references [N, K, 3, S, S] in [-1, 1]. Returns flows [N, K, 2, S, S] (pixels), masks [N, K, 1, S, S]
-        in (0, 1), warped [N, K, 3, S, S], warped_features [N, K, C, h, h] (finest flow level)
-        and coarse flows per level (for smoothness losses)."""
+        references [N, K, 3, S, S] in [-1, 1]; selection [N, K] per-reference logits (the audio's
+        choice of reference mouth, ``ReferenceSelector``) added to the per-pixel logits. Returns
+        flows [N, K, 2, S, S] (pixels), masks [N, K, 1, S, S] (softmax over the K references per
+        pixel: weights that sum to 1), warped [N, K, 3, S, S], warped_features [N, K, C, h, h]
+        (finest flow level) and coarse flows per level (for smoothness losses)."""
         n, k, _, s, _ = references.shape
         emb = embedding.repeat_interleave(k, dim=0) + per_ref.flatten(0, 1)  # [N*K, E, g, g]
         flow = logit = None
@@ -111,7 +113,10 @@ class WarpingModule(nn.Module):
             pyramid_flows.append(flow)
         warped_features = warp(ref_pyramid[self.levels[-1]], flow)          # [N*K, C, h, h]
         full_flow = upsample_flow(flow, s)                                   # [N*K, 2, S, S]
-        mask = torch.sigmoid(F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False))
+        logit = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False).reshape(n, k, 1, s, s)
+        if selection is not None:
+            logit = logit + selection[:, :, None, None, None]
+        mask = torch.softmax(logit, dim=1).flatten(0, 1)                     # [N*K, 1, S, S]
         warped = warp(references.flatten(0, 1), full_flow)                   # [N*K, 3, S, S]
         return {
             "flows": full_flow.reshape(n, k, 2, s, s),

@@ -31,6 +31,8 @@ def test_iptalker_window_shapes_and_aux(tiny):
     assert out.shape == (2, 3, 3, s, s) and out.abs().max() <= 1
     assert aux["flows"].shape == (6, k, 2, s, s)
     assert aux["masks"].shape == (6, k, 1, s, s) and 0 < aux["masks"].min() and aux["masks"].max() < 1
+    assert torch.allclose(aux["masks"].sum(1), torch.ones(6, 1, s, s))   # weights over the K references
+    assert aux["selection"].shape == (6, k)
     assert aux["warped"].shape == (6, k, 3, s, s)
     assert aux["embedding"].shape == (6, tiny.embed_dim, g, g)
     assert len(aux["pyramid_flows"]) == tiny.flow_scales
