@@ -8,8 +8,9 @@
     6. render            pass 2, chunk by chunk: decode -> crop -> model -> paste -> encode (+ debug)
     7. mux + report      the new audio muxed from its own file; quality report JSON
 
-Frames are only ever held one chunk at a time (plus the encoder's small queue), so memory does
-not grow with the video's length; per-frame numbers (landmarks, transforms, embeddings) do, by a
+Frames are only ever held one chunk at a time (plus the encoder's small queue; pass 2 decodes
+with ``frames.StreamingFrames``, which never reads ahead), so memory does not grow with the
+video's length; per-frame numbers (landmarks, transforms, embeddings) do, by a
 few KB a frame. Every run works in its own temp folder next to the output.
 """
 
@@ -30,6 +31,7 @@ from pipelines.data.bundle import Bundle
 from pipelines.dub.analysis import FaceAnalysis, analyse_faces
 from pipelines.dub.checks import check_bundle
 from pipelines.dub.config import DubConfig
+from pipelines.dub.frames import StreamingFrames
 from pipelines.dub.generate import MouthGenerator
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.quality import IdentityMeter, MouthMeter, SyncMeter
@@ -222,8 +224,14 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
     mouth = MouthMeter(timeline.n_frames) if cfg.report else None
     silent = work / "video.mp4"
     debug = out.with_suffix(".debug.mp4") if cfg.debug_video else None
-    render(reader, fps, timeline, analysis, paster, generator, cfg, silent, debug, (sync, ident, mouth), timings,
-           preprocess)
+    grid = reader.source_indices
+    del reader  # an open decord reader decodes ahead in its thread (~250 frames held): close it
+    frames = StreamingFrames(video, info, fps, grid, cfg.decode_threads)
+    try:
+        render(frames, fps, timeline, analysis, paster, generator, cfg, silent, debug, (sync, ident, mouth), timings,
+               preprocess)
+    finally:
+        frames.close()
     t0 = time.perf_counter()
     mux_audio(silent, audio_path, out, timeline.n_frames / fps)
     timings["mux"] = time.perf_counter() - t0

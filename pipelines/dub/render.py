@@ -18,12 +18,13 @@ from tqdm import tqdm
 
 from pipelines.dub.analysis import FaceAnalysis
 from pipelines.dub.config import DubConfig
+from pipelines.dub.frames import StreamingFrames
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.sink import EncoderSink
 from pipelines.dub.timeline import Timeline
 from preprocessing.align import transform_points, warp_to_crop
 from preprocessing.config import PreprocessConfig
-from preprocessing.media import FrameReader, prefetch
+from preprocessing.media import prefetch
 
 
 def fade_weights(usable: np.ndarray, fade: int) -> np.ndarray:
@@ -40,7 +41,7 @@ def fade_weights(usable: np.ndarray, fade: int) -> np.ndarray:
     return np.where(usable, np.minimum(1.0, dist / (fade + 1.0)), 0.0).astype(np.float32)
 
 
-def _chunks(reader: FrameReader, timeline: Timeline, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunks(reader: StreamingFrames, timeline: Timeline, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for o0 in range(0, timeline.n_frames, size):
         out = np.arange(o0, min(o0 + size, timeline.n_frames))
         yield out, reader.get(timeline.source[out])
@@ -84,7 +85,7 @@ def _dub_chunk(frames, src, out_idx, analysis: FaceAnalysis, paster: FacePaster,
     return outputs, gen_crops
 
 
-def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
+def render(reader: StreamingFrames, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
            generator, cfg: DubConfig, out: Path, debug: Path | None, meters: tuple, timings: dict,
            preprocess: PreprocessConfig) -> None:
     """Write the dubbed (silent) video to ``out`` and, when asked, the debug video to ``debug``."""
