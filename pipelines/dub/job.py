@@ -256,7 +256,7 @@ def _report(info: MediaInfo, timeline: Timeline, analysis: FaceAnalysis, refs, s
     sync_result = sync.result() if sync is not None else {"lse_d": None, "lse_c": None, "offset": None,
                                                           "windows": 0, "note": "the model has no SyncNet"}
     identity = ident.result()
-    timings["metrics"] = time.perf_counter() - t0
+    timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t0  # + what render measured
     return DubReport(
         video="", audio="", out="", width=info.width, height=info.height, fps=info.fps,
         frames=timeline.n_frames, source_frames=analysis.n_frames, audio_s=audio_s,
