@@ -9,6 +9,8 @@ whole video.
 A frame passes through unchanged when it has no tracked face (``no_face``), its alignment fit is
 poor (``alignment_failed``) or it lies in a run of tracked frames too short to trust
 (``short_track``). A shot change restarts the tracker, so the track re-enters on the new shot.
+With several faces in view the dub follows the longest-lasting one of each shot (``main_face``),
+or the one nearest ``--face x,y``.
 """
 
 from __future__ import annotations
