@@ -44,10 +44,14 @@ class StreamingFrames:
         """Position the capture so that the next read returns decoded frame ``frame``."""
         if frame < self._next:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, frame)
-            if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) != frame:  # an inexact seek: start over
+            if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == frame:
+                self._next = frame
+            else:  # an inexact seek: read forward from the start instead
                 self._cap.release()
                 self._open()
-        while self._cap is not None and self._next < frame:
+        if self._cap is None:
+            raise EOFError
+        while self._next < frame:
             if not self._cap.grab():
                 raise EOFError
             self._next += 1
