@@ -10,6 +10,8 @@ Runs, each in its own process (so each peak RSS is its own):
 3. constant memory: the tiny model dubs a 5 s and a 20 s 1080p video, each in its own process;
    the peak RSS (of the dub process; ffmpeg's encoder is a child with its own few frames) of the
    two should be about equal: frames are held one chunk at a time, and no decoder reads ahead.
+   (Whisper encodes audio under 30 s at its own length, so its attention grows with the audio up
+   to 30 s, ~50 MB more at 20 s than at 5 s; past 30 s it runs one 30 s window at a time.)
 
     .venv/bin/python benchmarks/dub_bench.py [--seconds 6] [--size 1280x720] [--paper-seconds 2]
         [--mem-seconds 5,20] [--skip-paper] [--skip-memory] [--skip-speed] [--device cpu] [--threads N]

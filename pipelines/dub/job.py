@@ -72,7 +72,10 @@ def load_engine(bundle: Bundle, cfg: DubConfig, preprocess: PreprocessConfig) ->
         model, syncnet = bundle.load_models(cfg.device)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"model {bundle.root}: {e}") from None
-    whisper = WhisperFeatureExtractor(dataclasses.replace(preprocess.whisper, device=cfg.device))
+    # one 30 s window per encoder forward: a long track's windows batched 8 at a time would hold
+    # 8 windows' activations at once (the peak would grow with the audio up to ~4 min)
+    whisper = WhisperFeatureExtractor(dataclasses.replace(preprocess.whisper, device=cfg.device),
+                                      max_windows_per_forward=1)
     check_bundle(bundle, preprocess, whisper.dim, model.cfg.audio_dim)
     return DubEngine(bundle, model, syncnet, whisper, cfg.device)
 
