@@ -165,6 +165,11 @@ class FaceTracker:
         self._missed = 0  # consecutive keyframes where the detector lost the tracked face
         self._last_probe = -(10**9)  # frame of the last small-face probe
 
+    @property
+    def frame(self) -> int:
+        """Index (from the first frame fed) of the frame being tracked: a detector's clock."""
+        return self._frame
+
     def restart(self) -> None:
         """Forget the face (call at a scene cut): the next frame is a keyframe."""
         self._force, self._box_rel, self._prev_lm, self._missed = True, None, None, 0

@@ -273,6 +273,11 @@ class FrameReader:
     def __len__(self) -> int:
         return len(self._src)
 
+    @property
+    def source_indices(self) -> np.ndarray:
+        """[N] int64: the decoded frame (presentation order) shown at each grid index."""
+        return self._src
+
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Frames at grid indices [B] (any order, repeats allowed) -> [B, H, W, 3] uint8 RGB."""
         wanted = self._src[np.asarray(indices, np.int64)]

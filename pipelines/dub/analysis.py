@@ -9,6 +9,8 @@ whole video.
 A frame passes through unchanged when it has no tracked face (``no_face``), its alignment fit is
 poor (``alignment_failed``) or it lies in a run of tracked frames too short to trust
 (``short_track``). A shot change restarts the tracker, so the track re-enters on the new shot.
+With several faces in view the dub follows the longest-lasting one of each shot (``main_face``),
+or the one nearest ``--face x,y``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.dub.main_face import (
+    FaceCensus,
+    GuidedDetector,
+    KeyTrack,
+    choose_main,
+    follows,
+    link_tracks,
+)
 from preprocessing.align import estimate_transforms, five_points, template_points, transform_points
 from preprocessing.config import PreprocessConfig
 from preprocessing.faces import (
@@ -82,16 +92,30 @@ def _scale_of(info: MediaInfo, max_side: int | None) -> float:
     return 1.0
 
 
-def track_video(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessConfig,
-                face: tuple[float, float] | None = None) -> tuple[FaceTrack, list[int], float, dict]:
-    """Decode + track the main face (or the one nearest ``face``) on every frame of the fps grid.
+def _max_gap(preprocess: PreprocessConfig) -> int:
+    """Frames a track may go undetected and stay one track (the tracker's own patience)."""
+    return (preprocess.face.max_missed_keyframes + 1) * preprocess.face.detect_every
 
-    Returns (unsmoothed track in decoded pixels, shot starts, decoded/original scale, timings).
+
+def track_video(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessConfig,
+                face: tuple[float, float] | None = None, mains: list[KeyTrack] | None = None,
+                ) -> tuple[FaceTrack, list[int], float, dict, FaceCensus | None]:
+    """Decode + track one face on every frame of the fps grid: the one nearest ``face``, else the
+    main tracks' face (``mains``), else whichever the tracker finds (recording every keyframe's
+    faces in the returned census).
+
+    Returns (unsmoothed track in decoded pixels, shot starts, decoded/original scale, timings, census).
     """
     media, scale = preprocess.media, _scale_of(info, preprocess.media.max_side)
     tracker = FaceTracker(preprocess.face)
+    census = None
     if face is not None:
         tracker.detector = NearestFaceDetector(tracker.detector, (face[0] * scale, face[1] * scale))
+    else:
+        tracker.detector = census = FaceCensus(tracker.detector) if mains is None \
+            else GuidedDetector(tracker.detector, mains, _max_gap(preprocess))
+        tracker.detector.clock = lambda: tracker.frame
+        census = census if mains is None else None
     parts, cuts, prev_small, last_cut = [], [], None, -(10 ** 9)
     timings = {"decode": 0.0, "faces": 0.0}
     batches = prefetch(iter_frames(path, fps=fps, batch_size=media.batch_size, max_side=media.max_side,
@@ -113,7 +137,20 @@ def track_video(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessC
         parts.append(tracker.track(frames[start:]))
         t0 = time.perf_counter()
         timings["faces"] += t0 - t1
-    return concat_tracks(parts), cuts, scale, timings
+    return concat_tracks(parts), cuts, scale, timings, census
+
+
+def track_main_face(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessConfig,
+                    face: tuple[float, float] | None) -> tuple[FaceTrack, list[int], float, dict]:
+    """``track_video`` of the face nearest ``face`` or, by default, the longest-lasting face per
+    shot (``main_face``): tracked again, guided, only when the tracker followed another face."""
+    track, cuts, scale, timings, census = track_video(path, info, fps, preprocess, face)
+    if census is not None:
+        mains = choose_main(link_tracks(census.boxes, cuts, _max_gap(preprocess)))
+        if not follows(track.boxes, track.valid, mains):
+            track, cuts, scale, again, _ = track_video(path, info, fps, preprocess, mains=mains)
+            timings = {k: timings[k] + again[k] for k in timings}
+    return track, cuts, scale, timings
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -133,7 +170,7 @@ def analyse_faces(path: Path, info: MediaInfo, fps: float, preprocess: Preproces
                   face: tuple[float, float] | None, max_alignment_error: float,
                   min_run_frames: int) -> FaceAnalysis:
     """Pass 1: track, split into shots, align each run of tracked frames, flag what to pass through."""
-    track, cuts, scale, timings = track_video(path, info, fps, preprocess, face)
+    track, cuts, scale, timings = track_main_face(path, info, fps, preprocess, face)
     t0 = time.perf_counter()
     n = len(track)
     landmarks = np.zeros((n, 68, 2), np.float32)

@@ -8,8 +8,9 @@
     6. render            pass 2, chunk by chunk: decode -> crop -> model -> paste -> encode (+ debug)
     7. mux + report      the new audio muxed from its own file; quality report JSON
 
-Frames are only ever held one chunk at a time (plus the encoder's small queue), so memory does
-not grow with the video's length; per-frame numbers (landmarks, transforms, embeddings) do, by a
+Frames are only ever held one chunk at a time (plus the encoder's small queue; pass 2 decodes
+with ``frames.StreamingFrames``, which never reads ahead), so memory does not grow with the
+video's length; per-frame numbers (landmarks, transforms, embeddings) do, by a
 few KB a frame. Every run works in its own temp folder next to the output.
 """
 
@@ -30,6 +31,7 @@ from pipelines.data.bundle import Bundle
 from pipelines.dub.analysis import FaceAnalysis, analyse_faces
 from pipelines.dub.checks import check_bundle
 from pipelines.dub.config import DubConfig
+from pipelines.dub.frames import StreamingFrames
 from pipelines.dub.generate import MouthGenerator
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.quality import IdentityMeter, MouthMeter, SyncMeter
@@ -70,7 +72,10 @@ def load_engine(bundle: Bundle, cfg: DubConfig, preprocess: PreprocessConfig) ->
         model, syncnet = bundle.load_models(cfg.device)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"model {bundle.root}: {e}") from None
-    whisper = WhisperFeatureExtractor(dataclasses.replace(preprocess.whisper, device=cfg.device))
+    # one 30 s window per encoder forward: a long track's windows batched 8 at a time would hold
+    # 8 windows' activations at once (the peak would grow with the audio up to ~4 min)
+    whisper = WhisperFeatureExtractor(dataclasses.replace(preprocess.whisper, device=cfg.device),
+                                      max_windows_per_forward=1)
     check_bundle(bundle, preprocess, whisper.dim, model.cfg.audio_dim)
     return DubEngine(bundle, model, syncnet, whisper, cfg.device)
 
@@ -222,8 +227,14 @@ def _dub_local(video: Path, audio_path: Path, infos: tuple[MediaInfo, MediaInfo]
     mouth = MouthMeter(timeline.n_frames) if cfg.report else None
     silent = work / "video.mp4"
     debug = out.with_suffix(".debug.mp4") if cfg.debug_video else None
-    render(reader, fps, timeline, analysis, paster, generator, cfg, silent, debug, (sync, ident, mouth), timings,
-           preprocess)
+    grid = reader.source_indices
+    del reader  # an open decord reader decodes ahead in its thread (~250 frames held): close it
+    frames = StreamingFrames(video, info, fps, grid, cfg.decode_threads)
+    try:
+        render(frames, fps, timeline, analysis, paster, generator, cfg, silent, debug, (sync, ident, mouth), timings,
+               preprocess)
+    finally:
+        frames.close()
     t0 = time.perf_counter()
     mux_audio(silent, audio_path, out, timeline.n_frames / fps)
     timings["mux"] = time.perf_counter() - t0
@@ -248,7 +259,7 @@ def _report(info: MediaInfo, timeline: Timeline, analysis: FaceAnalysis, refs, s
     sync_result = sync.result() if sync is not None else {"lse_d": None, "lse_c": None, "offset": None,
                                                           "windows": 0, "note": "the model has no SyncNet"}
     identity = ident.result()
-    timings["metrics"] = time.perf_counter() - t0
+    timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t0  # + what render measured
     return DubReport(
         video="", audio="", out="", width=info.width, height=info.height, fps=info.fps,
         frames=timeline.n_frames, source_frames=analysis.n_frames, audio_s=audio_s,

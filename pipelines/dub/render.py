@@ -9,7 +9,9 @@ and out over ``fade_frames`` there, so a face that re-enters after a cut or a lo
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -18,12 +20,13 @@ from tqdm import tqdm
 
 from pipelines.dub.analysis import FaceAnalysis
 from pipelines.dub.config import DubConfig
+from pipelines.dub.frames import StreamingFrames
 from pipelines.dub.paste import FacePaster
 from pipelines.dub.sink import EncoderSink
 from pipelines.dub.timeline import Timeline
 from preprocessing.align import transform_points, warp_to_crop
 from preprocessing.config import PreprocessConfig
-from preprocessing.media import FrameReader, prefetch
+from preprocessing.media import prefetch
 
 
 def fade_weights(usable: np.ndarray, fade: int) -> np.ndarray:
@@ -40,7 +43,7 @@ def fade_weights(usable: np.ndarray, fade: int) -> np.ndarray:
     return np.where(usable, np.minimum(1.0, dist / (fade + 1.0)), 0.0).astype(np.float32)
 
 
-def _chunks(reader: FrameReader, timeline: Timeline, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunks(reader: StreamingFrames, timeline: Timeline, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for o0 in range(0, timeline.n_frames, size):
         out = np.arange(o0, min(o0 + size, timeline.n_frames))
         yield out, reader.get(timeline.source[out])
@@ -66,57 +69,70 @@ def side_by_side(source: np.ndarray, output: np.ndarray, reason: str) -> np.ndar
     return pair
 
 
-def _dub_chunk(frames, src, out_idx, analysis: FaceAnalysis, paster: FacePaster, generator, weights,
-               timings: dict) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Frames of one chunk with new mouths where usable: (output frames, generated crops or None)."""
+def _generate(frames, src, out_idx, analysis: FaceAnalysis, paster: FacePaster, generator, timings: dict):
+    """Crops + model of one chunk (runs in the model thread): (dubbed positions, crops, generated)."""
     t0 = time.perf_counter()
     dub = np.flatnonzero(analysis.usable[src]) if generator is not None else np.zeros(0, int)
     crops = np.stack([paster.crop(frames[i], analysis.affines[src[i]]) for i in dub]) if len(dub) else None
     t1 = time.perf_counter()
     generated = generator(crops, out_idx[dub]) if len(dub) else None
-    t2 = time.perf_counter()
+    timings["crop"] += t1 - t0
+    timings["model"] += time.perf_counter() - t1
+    return dub, crops, generated
+
+
+def _paste_chunk(frames, src, generation, analysis: FaceAnalysis, paster: FacePaster, weights,
+                 timings: dict) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Frames of one chunk with new mouths where usable: (output frames, generated crops or None)."""
+    t0 = time.perf_counter()
+    dub, crops, generated = generation
     outputs, gen_crops = list(frames), [None] * len(frames)
     for j, i in enumerate(dub):
         outputs[i] = paster.paste(frames[i], generated[j], crops[j], analysis.affines[src[i]], weights[src[i]])
         gen_crops[i] = generated[j]
-    timings["paste"] += (t1 - t0) + (time.perf_counter() - t2)
-    timings["model"] += t2 - t1
+    timings["paste"] += time.perf_counter() - t0
     return outputs, gen_crops
 
 
-def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
+def render(reader: StreamingFrames, fps: float, timeline: Timeline, analysis: FaceAnalysis, paster: FacePaster,
            generator, cfg: DubConfig, out: Path, debug: Path | None, meters: tuple, timings: dict,
            preprocess: PreprocessConfig) -> None:
-    """Write the dubbed (silent) video to ``out`` and, when asked, the debug video to ``debug``."""
-    for key in ("decode", "model", "paste", "encode"):
+    """Write the dubbed (silent) video to ``out`` and, when asked, the debug video to ``debug``.
+
+    The model runs one chunk ahead in its own thread (torch releases the GIL) while this thread
+    pastes, measures and queues the previous chunk for the encoder: on 2 cores the paste and
+    metrics cost no wall time while the model is the slower side. So ``timings["model"]`` (model
+    thread) overlaps the others (this thread); one more chunk is in flight (constant memory).
+    """
+    for key in ("decode", "crop", "model", "paste", "encode", "metrics"):
         timings.setdefault(key, 0.0)
-    sync, ident, mouth = meters
     weights = fade_weights(analysis.usable, cfg.fade_frames)
     sinks = [EncoderSink(out, fps, crf=cfg.crf, preset=cfg.preset)]
     if debug is not None:
         sinks.append(EncoderSink(debug, fps, crf=23, preset=cfg.preset))
     bar = tqdm(total=timeline.n_frames, desc="dub", unit="frame", disable=not cfg.progress, leave=False)
+    pending: deque = deque()
+
+    def emit() -> None:
+        out_idx, frames, src, future = pending.popleft()
+        outputs, gen_crops = _paste_chunk(frames, src, future.result(), analysis, paster, weights, timings)
+        _emit(out_idx, frames, src, outputs, gen_crops, analysis, meters, sinks, timings, preprocess)
+        bar.update(len(frames))
+
     try:
-        t0 = time.perf_counter()
-        for out_idx, frames in prefetch(_chunks(reader, timeline, cfg.chunk_frames), preprocess.media.prefetch_batches):
-            timings["decode"] += time.perf_counter() - t0
-            src = timeline.source[out_idx]
-            outputs, gen_crops = _dub_chunk(frames, src, out_idx, analysis, paster, generator, weights, timings)
-            t1 = time.perf_counter()
-            if sync is not None:
-                sync.add(out_idx, gen_crops)
-            for i, o in enumerate(out_idx):
-                if gen_crops[i] is not None and mouth is not None:
-                    _measure(int(o), frames[i], outputs[i], analysis, int(src[i]), preprocess, ident, mouth)
-            timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t1
-            t1 = time.perf_counter()
-            for i in range(len(frames)):
-                sinks[0].put(_even(outputs[i]))
-                if debug is not None:
-                    sinks[1].put(_even(side_by_side(frames[i], outputs[i], analysis.reasons[src[i]])))
-            timings["encode"] += time.perf_counter() - t1
-            bar.update(len(frames))
+        with ThreadPoolExecutor(1, thread_name_prefix="dub-model") as model_thread:
             t0 = time.perf_counter()
+            for out_idx, frames in prefetch(_chunks(reader, timeline, cfg.chunk_frames),
+                                            preprocess.media.prefetch_batches):
+                timings["decode"] += time.perf_counter() - t0
+                src = timeline.source[out_idx]
+                pending.append((out_idx, frames, src, model_thread.submit(
+                    _generate, frames, src, out_idx, analysis, paster, generator, timings)))
+                if len(pending) > 1:
+                    emit()
+                t0 = time.perf_counter()
+            while pending:
+                emit()
         t1 = time.perf_counter()
         for sink in sinks:
             sink.close()
@@ -127,6 +143,26 @@ def render(reader: FrameReader, fps: float, timeline: Timeline, analysis: FaceAn
         raise
     finally:
         bar.close()
+        timings["paste"] += timings.pop("crop", 0.0)
+
+
+def _emit(out_idx, frames, src, outputs, gen_crops, analysis: FaceAnalysis, meters: tuple, sinks: list,
+          timings: dict, preprocess: PreprocessConfig) -> None:
+    """Metrics of one pasted chunk, then its frames (and debug frames) to the encoders."""
+    sync, ident, mouth = meters
+    t1 = time.perf_counter()
+    if sync is not None:
+        sync.add(out_idx, gen_crops)
+    for i, o in enumerate(out_idx):
+        if gen_crops[i] is not None and mouth is not None:
+            _measure(int(o), frames[i], outputs[i], analysis, int(src[i]), preprocess, ident, mouth)
+    t2 = time.perf_counter()
+    timings["metrics"] += t2 - t1
+    for i in range(len(frames)):
+        sinks[0].put(_even(outputs[i]))
+        if len(sinks) > 1:
+            sinks[1].put(_even(side_by_side(frames[i], outputs[i], analysis.reasons[src[i]])))
+    timings["encode"] += time.perf_counter() - t2
 
 
 def _measure(out_frame: int, source: np.ndarray, output: np.ndarray, analysis: FaceAnalysis, src: int,
