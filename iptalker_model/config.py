@@ -104,6 +104,7 @@ class ModelConfig:
     unet_channels: tuple[int, ...] = (64, 128, 256, 512)  # full res, then one stride-2 level each
     # --- SyncNet expert ---
     syncnet_size: int = 96           # frames are resized to this, then the lower half is kept
+    syncnet_input: str = "motion"    # "motion": each frame minus the window mean; "frames": as is
     syncnet_channels: tuple[int, ...] = (32, 64, 128, 256, 512)
     syncnet_embed: int = 512
     # --- patch discriminator ---
@@ -125,6 +126,8 @@ class ModelConfig:
             bad("flow_scales", f"must be in [1, {len(self.encoder_channels)}]")
         if self.embed_dim % self.avau_heads:
             bad("embed_dim", f"must be divisible by avau_heads={self.avau_heads}")
+        if self.syncnet_input not in ("motion", "frames"):
+            bad("syncnet_input", "choose 'motion' or 'frames'")
         if self.reference_region not in ("frame", "mouth"):
             bad("reference_region", "choose 'frame' or 'mouth'")
         if not 0.0 < self.mask_top < 1.0:

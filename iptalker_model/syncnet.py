@@ -60,8 +60,14 @@ class SyncNet(nn.Module):
         return self.embed_video(lower_face), self.embed_audio(audio_rows)
 
     def embed_video(self, lower_face: torch.Tensor) -> torch.Tensor:
-        """[B, T, 3, h, w] in [-1, 1] -> unit [B, E] (frames stacked on channels keep their order)."""
+        """[B, T, 3, h, w] in [-1, 1] -> unit [B, E] (frames stacked on channels keep their order).
+
+        With ``syncnet_input="motion"`` the network sees each frame minus the window's mean: the
+        mouth's movement, not the person's look. On raw frames the tiny expert learnt its six
+        training faces (train accuracy 0.91, held-out 0.50); on motion it reached 0.91 held-out."""
         b = lower_face.shape[0]
+        if self.cfg.syncnet_input == "motion":  # each frame minus the window's mean frame
+            lower_face = lower_face - lower_face.mean(1, keepdim=True)
         return F.normalize(self.video(lower_face.reshape(b, -1, *lower_face.shape[-2:])), dim=-1)
 
     def embed_audio(self, audio_rows: torch.Tensor) -> torch.Tensor:
