@@ -144,7 +144,7 @@ def test_sync_filter_from_a_checkpoint(tmp_path, clip):
     heard = dataclasses.replace(clip, whisper=rows, scores={})  # the curation job attaches the rows
     result = flt(heard)
     assert result.keep and np.isfinite(result.score) and abs(heard.scores["sync_offset"]) <= 5
-    strict = SyncFilter(net, min_confidence=1e9)
+    strict = SyncFilter(net, min_confidence=1e9, max_offset=5)  # any offset of the search passes: only confidence rejects
     assert strict(heard).reason == "low_sync_confidence"
     short = dataclasses.replace(heard, end_frame=clip.start_frame + 8, crops=clip.crops[:8], whisper=rows[:16])
     assert strict(short).reason == "sync_unmeasurable"
