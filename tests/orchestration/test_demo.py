@@ -56,7 +56,6 @@ def test_demo_runs_the_whole_loop_and_prints_the_summary(demo):
     assert len(records) == 10 and records[-1].endswith("-dub.json")
 
 
-@pytest.mark.learning
 def test_registry_holds_a_champion_that_beats_the_baselines(demo):
     from mlflow.tracking import MlflowClient
 
@@ -83,7 +82,6 @@ def test_dubbed_video_plays_with_audio_at_the_source_size_and_rate(demo):
     assert dub["face_coverage"] > 0.5 and Path(dub["report"]).is_file()
 
 
-@pytest.mark.learning
 def test_dubbed_mouth_follows_the_new_sentence(demo):
     from pipelines.metrics.mouth import audio_envelope, landmarks_of, mouth_opening
     from preprocessing.media import iter_frames, load_audio, probe
