@@ -137,23 +137,41 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np
     """Blend `crop` [S, S, 3] back into a copy of `frame` [H, W, 3] through `mask` [S, S] in [0, 1]
     (the model's lower-face mask at the crop size: ``iptalker_model.mask.lower_face_mask(cfg, size=S)``).
 
-    Only the bounding box of the crop in the frame is warped (cheap on 4K frames).
+    Only the bounding box of the mask's nonzero pixels, mapped into the frame, is warped and
+    blended (for the lower-face mask a ninth of the crop's area: ~8x faster at 1080p than the
+    whole crop). Pixels outside the mask are never written.
     """
-    size = crop.shape[0]
+    out = frame.copy()
+    ys, xs = np.nonzero(mask > 0)
+    if not len(xs):
+        return out
+    bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
     inv = invert_affine(affine)  # source <- crop
-    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), inv)
+    corners = transform_points(np.array([[bx0, by0], [bx1, by0], [bx0, by1], [bx1, by1]], np.float64), inv)
     h, w = frame.shape[:2]
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [w, h])
-    out = frame.copy()
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [w, h])
     if x1 <= x0 or y1 <= y0:
         return out
     shift = inv.copy()
     shift[:, 2] -= (x0, y0)  # roi <- crop
     roi_size = (int(x1 - x0), int(y1 - y0))
-    warped = cv2.warpAffine(crop, shift, roi_size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    warped = _upsampled_warp(crop, shift, roi_size)
     alpha = cv2.warpAffine(mask.astype(np.float32), shift, roi_size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
-    roi = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(roi + alpha * (warped.astype(np.float32) - roi) + 0.5, 0, 255).astype(np.uint8)
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    region = out[y0:y1, x0:x1]
+    region[:] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)  # SIMD, rounds like +0.5
     return out
+
+
+def _upsampled_warp(crop: np.ndarray, affine: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.warpAffine(crop, affine, size)`` magnifying a small crop [S, S, 3]: a bicubic resize to
+    about the frame's scale, then a bilinear warp (OpenCV's bicubic warp is ~6x slower at 1080p)."""
+    up = int(round(np.sqrt(abs(np.linalg.det(affine[:, :2])))))
+    if up <= 1:
+        return cv2.warpAffine(crop, affine, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    s = crop.shape[0]
+    big = cv2.resize(crop, (s * up, s * up), interpolation=cv2.INTER_CUBIC)
+    lin = affine[:, :2] / up  # pixel centres: u = (u_up + 0.5) / up - 0.5
+    shift = np.concatenate([lin, (affine[:, 2] + affine[:, :2] @ np.full(2, 0.5 / up - 0.5))[:, None]], 1)
+    return cv2.warpAffine(big, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
