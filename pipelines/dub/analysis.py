@@ -111,11 +111,12 @@ def track_video(path: Path, info: MediaInfo, fps: float, preprocess: PreprocessC
     census = None
     if face is not None:
         tracker.detector = NearestFaceDetector(tracker.detector, (face[0] * scale, face[1] * scale))
+    elif mains is None:
+        tracker.detector = census = FaceCensus(tracker.detector)
     else:
-        tracker.detector = census = FaceCensus(tracker.detector) if mains is None \
-            else GuidedDetector(tracker.detector, mains, _max_gap(preprocess))
+        tracker.detector = GuidedDetector(tracker.detector, mains, _max_gap(preprocess))
+    if face is None:  # the census and the guided detector read the tracker's frame
         tracker.detector.clock = lambda: tracker.frame
-        census = census if mains is None else None
     parts, cuts, prev_small, last_cut = [], [], None, -(10 ** 9)
     timings = {"decode": 0.0, "faces": 0.0}
     batches = prefetch(iter_frames(path, fps=fps, batch_size=media.batch_size, max_side=media.max_side,
