@@ -144,11 +144,10 @@ def windows_of(n: int, t: int) -> list[np.ndarray]:
     return [np.arange(s, s + t) for s in starts]
 
 
-def reference_frames(clip: TalkingClip, windows, k: int, how: str) -> torch.Tensor:
-    """[W, K, 3, S, S]: the references each window gets (the loader's selection, deterministic)."""
-    refs = [select_references(clip.landmarks, w, k) for w in windows]
-    frames = to_unit(clip.frames)
-    return torch.stack([frames[r] for r in refs])
+def reference_indices(clip: TalkingClip, windows, k: int) -> list[np.ndarray]:
+    """[W] x [K]: the reference frames each window gets (the loader's selection, deterministic)."""
+    return [select_references(clip.landmarks, w, k) for w in windows]
+
 
 
 def audio_window(whisper: np.ndarray, frames: np.ndarray, context: int) -> torch.Tensor:
@@ -176,11 +175,13 @@ def dub(model: IPTalker | None, clip: TalkingClip, driving: np.ndarray, how: str
         return clip.frames[:n].copy()
     t, k = cfg.sync_frames, cfg.num_references
     windows = windows_of(n, t)
-    frames = to_unit(clip.frames[:n])
+    every = to_unit(clip.frames)                                           # references: any frame
+    frames = every[:n]
     out = torch.empty_like(frames)
     for chunk in range(0, len(windows), 8):
         ws = windows[chunk:chunk + 8]
-        refs = reference_frames(clip, ws, k, how)                          # [W, K, 3, S, S]
+        picks = reference_indices(clip, ws, k)
+        refs = torch.stack([every[r] for r in picks])                      # [W, K, 3, S, S]
         src = torch.stack([frames[w] for w in ws])                         # [W, T, 3, S, S]
         masked = mask_source(src, cfg)
         if how == "model":
@@ -190,7 +191,6 @@ def dub(model: IPTalker | None, clip: TalkingClip, driving: np.ndarray, how: str
             from iptalker_model import lower_face_mask
 
             if how == "oracle_reference":  # per frame, the reference whose true opening is closest
-                picks = [select_references(clip.landmarks, w, k) for w in ws]
                 best = [[int(np.argmin(np.abs(clip.mouth_open[r] - clip.mouth_open[f]))) for f in w]
                         for w, r in zip(ws, picks)]
                 paste = torch.stack([refs[i, b] for i, b in enumerate(best)])    # [W, T, 3, S, S]
