@@ -146,16 +146,14 @@ class AlignmentModule(nn.Module):
         self.avau = AudioVisualAlignmentUnit(cfg)
         self.selector = ReferenceSelector(cfg)
         self.mouth_only = cfg.reference_region == "mouth"
-        if self.mouth_only:
-            self.register_buffer("mouth_window", lower_face_mask(cfg), persistent=False)  # [1, 1, S, S]
 
     def encode_references(self, references: torch.Tensor) -> list[torch.Tensor]:
         """[N, K, 3, S, S] -> pyramid of [N*K, C_l, h_l, w_l] (computed once per clip, reused per frame).
         With ``reference_region="mouth"`` the encoder sees only each reference's lower face (the
         rest is grey), so its tokens describe the mouth, not the whole crop."""
         x = references.flatten(0, 1)
-        if self.mouth_only:
-            x = x * self.mouth_window.to(x.dtype)
+        if self.mouth_only:  # the selector's lower-face window: one mask for both
+            x = x * self.selector.mouth_window.to(x.dtype)
         return self.reference_encoder(x)
 
     def forward(self, masked_source: torch.Tensor, ref_pyramid: list[torch.Tensor],
