@@ -164,7 +164,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     st = _settings(args)
     serving = {k: dataclasses.asdict(getattr(st, k)) for k in ("dub", "preprocess") if hasattr(st, k)}
-    print(register_run(args.run, args.name or st.registry.model_name, st.tracking, serving).render())
+    print(register_run(args.run, args.name or st.registry.model_name, st.tracking, serving,
+                       evaluation_run_id=args.evaluation or "").render())
     return 0
 
 
@@ -378,6 +379,9 @@ def _add_verbs(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.
     p = verb("register", cmd_register, "register a run's bundle as a model version (alias challenger)")
     p.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run holding a bundle/ artifact")
     p.add_argument("--name", default=None, help="registered model name (default: registry.model_name)")
+    p.add_argument("--evaluation", default=None, metavar="EVAL_RUN_ID",
+                   help="tag the metrics of this `iptalker evaluate` run of the same bundle (promote "
+                        "then gates on them instead of evaluating again)")
     p = verb("promote", cmd_promote, "gate challenger vs champion; promote it when it passes")
     p.add_argument("--name", default=None, help="registered model name (default: registry.model_name)")
     p.add_argument("--dry-run", action="store_true", help="print the decision table, change nothing")

@@ -132,7 +132,8 @@ class LoopStages:
 
         st = self.settings
         serving = {k: dataclasses.asdict(getattr(st, k)) for k in ("dub", "preprocess")}
-        reg = register_run(outputs["bundle"]["run_id"], self.name, st.tracking, serving)
+        reg = register_run(outputs["bundle"]["run_id"], self.name, st.tracking, serving,
+                           evaluation_run_id=outputs["evaluate"].get("run_id", ""))
         self.log(reg.render())
         return {"name": reg.name, "version": reg.version}
 

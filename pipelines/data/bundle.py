@@ -44,6 +44,16 @@ class Bundle:
         """The Whisper encoder identity the model was trained with (``sha256``, ``random_init``...)."""
         return self.meta.get("whisper", {})
 
+    def weights_sha256(self) -> str:
+        """One sha256 over the IPTalker weights then the SyncNet weights (if any): which model an
+        evaluation measured, so ``register --evaluation`` can refuse metrics of another model."""
+        import hashlib
+
+        from preprocessing.checksum import file_sha256
+
+        parts = [file_sha256(self.iptalker)] + ([file_sha256(self.syncnet)] if self.syncnet else [])
+        return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+
     def load_models(self, device: str = "cpu"):
         """(IPTalker, SyncNet | None) in eval mode on ``device``."""
         from iptalker_model.checkpoint import load_iptalker, load_syncnet

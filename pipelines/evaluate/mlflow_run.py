@@ -12,6 +12,8 @@ import math
 from pipelines import tracking
 from pipelines.tracking import TrackingConfig
 
+JOB_TAG, EVALSET_TAG, WEIGHTS_TAG = "iptalker.job", "evalset.version", "model.weights_sha256"
+
 
 def _meta_dataset(source_uri: str, name: str, digest: str):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -25,8 +27,9 @@ def log_evaluation(report, es, lineage: dict, bundle, cfg, tracking_cfg: Trackin
     numbers; the JSON report keeps them)."""
     import mlflow
 
-    tags = {"iptalker.job": "evaluate", "evalset.version": es.version,
-            "dataset.version": lineage.get("dataset.version", ""), "model.uri": report.model_uri}
+    tags = {JOB_TAG: "evaluate", EVALSET_TAG: es.version,
+            "dataset.version": lineage.get("dataset.version", ""), "model.uri": report.model_uri,
+            WEIGHTS_TAG: bundle.weights_sha256()}
     if mlflow.active_run() is not None:  # called inside a caller's run (e.g. promote): a child run
         run_id = mlflow.start_run(nested=True, run_name="evaluate", tags=tags).info.run_id
     else:

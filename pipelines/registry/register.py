@@ -1,5 +1,9 @@
-"""``iptalker register --run RUN_ID``: package the run's bundle as a pyfunc model version, tag
-its lineage and metrics, and make it the ``challenger``."""
+"""``iptalker register --run RUN_ID [--evaluation EVAL_RUN_ID]``: package the run's bundle as a
+pyfunc model version, tag its lineage and metrics, and make it the ``challenger``.
+
+Metrics come from ``--evaluation`` (an ``iptalker evaluate`` run of this very bundle: its weights'
+sha256 must match) or else from the training run itself. Tagged metrics on a named eval set let
+``promote`` gate without evaluating the model a second time."""
 
 from __future__ import annotations
 
@@ -45,8 +49,27 @@ def lineage_tags(run, bundle_meta: dict) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
+def evaluation_tags(client, evaluation_run_id: str, bundle) -> dict[str, str]:
+    """Metric tags from an evaluation run, refused (one line) unless it measured ``bundle``."""
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.evaluate.mlflow_run import EVALSET_TAG, JOB_TAG, WEIGHTS_TAG
+
+    try:
+        ev = client.get_run(evaluation_run_id)
+    except MlflowException:
+        raise UserError(f"no MLflow run {evaluation_run_id!r} (--evaluation)") from None
+    tags = ev.data.tags
+    if tags.get(JOB_TAG) != "evaluate":
+        raise UserError(f"run {evaluation_run_id} is not an `iptalker evaluate` run (--evaluation)")
+    if tags.get(WEIGHTS_TAG) != bundle.weights_sha256():
+        raise UserError(f"evaluation run {evaluation_run_id} measured another model (weights sha256 "
+                        f"{tags.get(WEIGHTS_TAG, 'unknown')[:12]}), not this run's bundle")
+    return versions.metric_tags(ev.data.metrics, tags.get(EVALSET_TAG, ""))
+
+
 def register_run(run_id: str, name: str, tracking_cfg: TrackingConfig,
-                 serving_config: dict | None = None) -> Registered:
+                 serving_config: dict | None = None, evaluation_run_id: str = "") -> Registered:
     """Log the pyfunc from ``runs:/RUN_ID/bundle``, register a version of ``name``, tag it, and
     point ``name@challenger`` at it. ``serving_config`` (``{"dub": ..., "preprocess": ...}``)
     becomes the pyfunc's ``model_config``."""
@@ -66,8 +89,12 @@ def register_run(run_id: str, name: str, tracking_cfg: TrackingConfig,
             raise UserError(f"run {run_id} has no {ARTIFACT_KEY}/ artifact; write and log one with "
                             "`iptalker export --run-dir RUN_DIR --out DIR --bundle`") from None
         bundle = resolve_bundle(local)  # a malformed bundle fails here, before anything registers
+        measured = evaluation_tags(client, evaluation_run_id, bundle) if evaluation_run_id else {}
         version = packaging.log_model_in_run(client, run_id, Path(local), name, serving_config or {})
     tags = lineage_tags(run, bundle.meta)
+    if measured:  # the evaluation's metrics replace any the training run carried
+        tags = {k: v for k, v in tags.items() if not k.startswith(versions.METRIC_PREFIX)} | measured
+        tags["evaluation.run_id"] = evaluation_run_id
     versions.set_tags(client, name, str(version.version), tags)
     client.set_registered_model_alias(name, CHALLENGER, str(version.version))
     audit.record_event(client, name, {"event": "register", "challenger": str(version.version),

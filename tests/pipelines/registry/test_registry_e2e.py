@@ -107,3 +107,53 @@ def test_promote_evaluates_versions_without_metrics_on_one_frozen_eval_set(tiny,
     # one evaluation per version: the champion's tagged metrics were reused at the second promote
     assert sorted(p.parent.name for p in (tmp_path / "evals").glob("*/report.json")) == [
         "models-ev-1", "models-ev-2"]
+
+
+def test_register_tags_the_metrics_of_an_evaluation_of_the_same_bundle(tiny, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """``register --evaluation EVAL_RUN``: the evaluation's metrics and eval set go on the version,
+    so promote gates without evaluating the model again (the pipeline's register stage does this);
+    an evaluation of another model's weights is refused in one line before anything registers."""
+    import mlflow
+    import yaml
+
+    from tests.fixtures.corpus import write_corpus
+
+    monkeypatch.chdir(tmp_path)
+    models, _ = tiny
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = write_corpus(str(tmp_path / "ds"), videos=2, clips=1, frames=25, size=32, val_videos=1)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "tracking": {"tracking_uri": uri},
+        "registry": {"eval_data": data, "eval_out_dir": str(tmp_path / "gate-evals"),
+                     "thresholds": {"self.mouth_psnr": {"greater_is_better": True, "min_value": 1.0},
+                                    "cross.lse_c": None, "cross.identity_distance": None}},
+        "evaluate": {"max_clips": 1, "max_frames": 25, "identity_every": 25, "side_by_side": 0}}))
+    mlflow.set_tracking_uri(uri)
+    runs = {}
+    for n, model in models.items():
+        with mlflow.start_run() as run:  # a training run with a bundle and no evaluation
+            mlflow.log_artifacts(str(model.bundle), "bundle")
+        runs[n] = run.info.run_id
+    worse, better = min(models), max(models)
+    assert main(["--config", str(config), "evaluate", "--model", str(models[better].bundle), "--data", data,
+                 "--out", str(tmp_path / "ev")]) == 0
+    evaluation = json.loads((tmp_path / "ev" / "report.json").read_text())
+    client = tracking.client(TrackingConfig(tracking_uri=uri))
+
+    capsys.readouterr()
+    assert main(["--config", str(config), "register", "--run", runs[worse], "--name", "ev",
+                 "--evaluation", evaluation["mlflow_run_id"]]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not ln.startswith("Downloading")]
+    assert len(err) == 1 and "measured another model" in err[0], err  # MLflow's progress bars aside
+    assert client.search_model_versions("name='ev'") == []
+
+    assert main(["--config", str(config), "register", "--run", runs[better], "--name", "ev",
+                 "--evaluation", evaluation["mlflow_run_id"]]) == 0
+    v1 = client.get_model_version("ev", "1")
+    assert float(v1.tags["metric.self.mouth_psnr"]) == pytest.approx(evaluation["metrics"]["self.mouth_psnr"])
+    assert v1.tags["eval_set.version"] == evaluation["evalset_version"]
+    assert v1.tags["evaluation.run_id"] == evaluation["mlflow_run_id"]
+    assert main(["--config", str(config), "promote", "--name", "ev"]) == 0
+    assert str(client.get_model_version_by_alias("ev", "champion").version) == "1"
+    assert not (tmp_path / "gate-evals").exists()  # gated on the tagged metrics: no second evaluation
