@@ -10,7 +10,7 @@ export DS_ACCELERATOR := cpu
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-deps demo test test-learning test-fast bench lint lock clean
+.PHONY: setup system-deps demo test test-fast bench lint lock clean
 
 WHISPER_PT := .cache/whisper/tiny.en.pt
 FACEBANK := .cache/facebank/t1.jpg
@@ -50,14 +50,10 @@ demo: setup
 	$(BIN)/iptalker demo --workdir demo-out --config configs/recipes/cpu-demo.yaml
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not learning" tests
-
-# The learning tests (README "Does it learn?"): ~7 CPU-minutes of training plus dlib measures, opt-in for now.
-test-learning: setup
-	$(BIN)/python -m pytest -q -m learning tests
+	$(BIN)/python -m pytest -q tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not learning" tests
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: setup
 	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

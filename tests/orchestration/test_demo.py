@@ -68,6 +68,16 @@ def test_registry_holds_a_champion_that_beats_the_baselines(demo):
         for base in ("copy_reference", "mean_reference"):
             assert evaluation[metric] > evaluation[f"baseline.{base}.{metric}"], (metric, base, evaluation)
     assert champion.version
+    # register tagged the evaluate stage's metrics, so the gate did not evaluate the model again
+    assert champion.tags["evaluation.run_id"] == stage_outputs(work, "evaluate")["run_id"]
+    assert not (work / "eval-gate").exists()
+
+
+def test_syncnet_expert_ends_clearly_below_chance_loss(demo):
+    """The demo's SyncNet learnt in-sync vs shifted pairs: chance is BCE ln 2 = 0.69, accuracy 0.5."""
+    work, _ = demo
+    final = stage_outputs(work, "train-syncnet")["metrics"]
+    assert final["bce_loss"] < 0.5 and final["accuracy"] > 0.75, final
 
 
 def test_dubbed_video_plays_with_audio_at_the_source_size_and_rate(demo):
