@@ -50,7 +50,7 @@ demo: setup
 	$(BIN)/iptalker demo --workdir demo-out --config configs/recipes/cpu-demo.yaml
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -6,6 +6,7 @@ registers from its run; promote evaluating versions that have no metrics yet."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,26 +74,35 @@ def test_export_bundle_from_a_deepspeed_run_and_register_it(mlflow_server, tmp_p
                  "--out", str(tmp_path / "b2"), "--bundle"]) == 2
 
 
-def test_promote_evaluates_versions_without_metrics_on_one_frozen_eval_set(tiny, tmp_path, monkeypatch):  # noqa: F811
-    """Neither version carries metrics: promote runs ``pipelines.evaluate`` on ``registry.eval_data``
-    for each (the champion once, then only the challenger) and gates on the same eval set."""
+def sqlite_gate(tmp: Path, evals: str) -> tuple[str, str, Path]:
+    """(sqlite tracking URI, a small curated dataset as the frozen eval data, a config gating on
+    mouth PSNR alone with promote's evaluations under ``tmp/evals``); MLflow's URI set to it."""
     import mlflow
     import yaml
 
     from tests.fixtures.corpus import write_corpus
 
-    monkeypatch.chdir(tmp_path)
-    models, _ = tiny
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data = write_corpus(str(tmp_path / "ds"), videos=2, clips=1, frames=25, size=32, val_videos=1)
-    config = tmp_path / "c.yaml"
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    data = write_corpus(str(tmp / "ds"), videos=2, clips=1, frames=25, size=32, val_videos=1)
+    config = tmp / "c.yaml"
     config.write_text(yaml.safe_dump({
         "tracking": {"tracking_uri": uri},
-        "registry": {"eval_data": data, "eval_out_dir": str(tmp_path / "evals"),
+        "registry": {"eval_data": data, "eval_out_dir": str(tmp / evals),
                      "thresholds": {"self.mouth_psnr": {"greater_is_better": True, "min_value": 1.0},
                                     "cross.lse_c": None, "cross.identity_distance": None}},
         "evaluate": {"max_clips": 1, "max_frames": 25, "identity_every": 25, "side_by_side": 0}}))
     mlflow.set_tracking_uri(uri)
+    return uri, data, config
+
+
+def test_promote_evaluates_versions_without_metrics_on_one_frozen_eval_set(tiny, tmp_path, monkeypatch):  # noqa: F811
+    """Neither version carries metrics: promote runs ``pipelines.evaluate`` on ``registry.eval_data``
+    for each (the champion once, then only the challenger) and gates on the same eval set."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    models, _ = tiny
+    uri, data, config = sqlite_gate(tmp_path, "evals")
     client = tracking.client(TrackingConfig(tracking_uri=uri))
     for version, model in enumerate((models[min(models)], models[max(models)]), start=1):
         with mlflow.start_run() as run:  # a training run with a bundle and no evaluation
@@ -114,22 +124,10 @@ def test_register_tags_the_metrics_of_an_evaluation_of_the_same_bundle(tiny, tmp
     so promote gates without evaluating the model again (the pipeline's register stage does this);
     an evaluation of another model's weights is refused in one line before anything registers."""
     import mlflow
-    import yaml
-
-    from tests.fixtures.corpus import write_corpus
 
     monkeypatch.chdir(tmp_path)
     models, _ = tiny
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data = write_corpus(str(tmp_path / "ds"), videos=2, clips=1, frames=25, size=32, val_videos=1)
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "tracking": {"tracking_uri": uri},
-        "registry": {"eval_data": data, "eval_out_dir": str(tmp_path / "gate-evals"),
-                     "thresholds": {"self.mouth_psnr": {"greater_is_better": True, "min_value": 1.0},
-                                    "cross.lse_c": None, "cross.identity_distance": None}},
-        "evaluate": {"max_clips": 1, "max_frames": 25, "identity_every": 25, "side_by_side": 0}}))
-    mlflow.set_tracking_uri(uri)
+    uri, data, config = sqlite_gate(tmp_path, "gate-evals")
     runs = {}
     for n, model in models.items():
         with mlflow.start_run() as run:  # a training run with a bundle and no evaluation
