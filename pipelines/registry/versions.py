@@ -2,7 +2,8 @@
 
 Tags (``iptalker register`` writes them, ``promote`` reads them): ``dataset.version``,
 ``dataset.sha256``, ``eval_set.version``, ``git.commit`` (the packaged code), ``train.run_id``,
-``metric.<name>`` (evaluation metrics, flat names such as ``self.mouth_psnr``).
+``metric.<name>`` (evaluation metrics, flat names such as ``self.mouth_psnr``), ``evaluation.run_id``
+(the ``iptalker evaluate`` run they came from, with ``register --evaluation``).
 """
 
 from __future__ import annotations
