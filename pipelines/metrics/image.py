@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (pixels, end exclusive)
 
@@ -75,27 +74,25 @@ def ssim_map(ta: torch.Tensor, tb: torch.Tensor, peak: float) -> torch.Tensor:
 
     The Gaussian window is separable: OpenCV's ``sepFilter2D`` runs one 11-tap pass along rows
     and one along columns (22 instead of 121 multiply-adds a pixel) over the five blurred maps
-    stacked as channels, in float64 as before (the scikit-image test holds to 1e-6)."""
+    stacked as channels, in float64 as before (the scikit-image test holds to 1e-6). One frame at
+    a time, so the five maps never exist for the whole clip at once."""
     import cv2
 
-    c = ta.shape[1]
+    c, (h, w) = ta.shape[1], ta.shape[-2:]
     g = _gaussian_taps().numpy()
-    pad = min(5, ta.shape[-2] - 1, ta.shape[-1] - 1)
-    maps = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb], 1)           # [T, 5C, H, W]
-    maps = F.pad(maps, (pad,) * 4, mode="reflect") if pad else maps
-    if pad < 5:  # tiny region: zero-pad the rest so the window still fits
-        maps = F.pad(maps, (5 - pad,) * 4)
-    frames = maps.permute(0, 2, 3, 1).numpy()                          # [T, H+10, W+10, 5C]
-    h, w = ta.shape[-2:]
-    blurred = np.stack([cv2.sepFilter2D(np.ascontiguousarray(f), cv2.CV_64F, g, g,
-                                        borderType=cv2.BORDER_CONSTANT).reshape(f.shape)[5:5 + h, 5:5 + w]
-                        for f in frames])                               # valid part only: no border rule
-    mu_a, mu_b, e_aa, e_bb, e_ab = torch.from_numpy(blurred).permute(0, 3, 1, 2).split(c, 1)
+    pad = min(5, h - 1, w - 1)
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-    var_a = e_aa - mu_a ** 2
-    var_b = e_bb - mu_b ** 2
-    cov = e_ab - mu_a * mu_b
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    out = np.empty((len(ta), h, w, c))
+    for t, (a, b) in enumerate(zip(ta.permute(0, 2, 3, 1).numpy(), tb.permute(0, 2, 3, 1).numpy())):
+        maps = np.concatenate([a, b, a * a, b * b, a * b], -1)                    # [H, W, 5C]
+        maps = np.pad(maps, ((pad, pad), (pad, pad), (0, 0)), mode="reflect") if pad else maps
+        if pad < 5:  # tiny region: zero-pad the rest so the window still fits
+            maps = np.pad(maps, ((5 - pad, 5 - pad), (5 - pad, 5 - pad), (0, 0)))
+        blurred = cv2.sepFilter2D(maps, cv2.CV_64F, g, g, borderType=cv2.BORDER_CONSTANT)
+        mu_a, mu_b, e_aa, e_bb, e_ab = np.split(blurred.reshape(maps.shape)[5:5 + h, 5:5 + w], 5, -1)
+        var_a, var_b, cov = e_aa - mu_a ** 2, e_bb - mu_b ** 2, e_ab - mu_a * mu_b  # valid part: no border rule
+        out[t] = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
 def ssim(a, b, mask=None, *, box: Box | None = None, data_range: float | None = None) -> float:
