@@ -298,10 +298,11 @@ def build_train_loader(root: str, spec: WindowSpec, *, batch_size: int, rank: in
 
 
 def build_val_loader(root: str, spec: WindowSpec, *, batch_size: int, max_batches: int,
-                     seed: int = 0, storage: Storage | None = None):
+                     seed: int = 0, windows_per_clip: int = 1, storage: Storage | None = None):
     """Deterministic batches from the identity-disjoint ``val`` shard set (same on every rank).
 
     Every rank reads the same windows so the all-reduced metrics do not depend on world size.
+    ``windows_per_clip`` > 1 measures more of a small val set (each clip is decoded once).
     A UserError when the set is empty (check ``has_split`` first to make validation optional).
     """
     storage = storage or Storage()
@@ -311,7 +312,7 @@ def build_val_loader(root: str, spec: WindowSpec, *, batch_size: int, max_batche
         lambda src: open_shards(src, storage, counter),
         lambda src: tar_file_expander(src, handler=counter),
         lambda src: group_by_keys(src, handler=counter),
-        WindowCutter(spec, "val", 1, seed, counter),
+        WindowCutter(spec, "val", windows_per_clip, seed, counter),
         wds.batched(batch_size, collation_fn=collate, partial=True),
         wds.slice(max_batches),
     )

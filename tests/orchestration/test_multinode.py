@@ -1,7 +1,8 @@
 """Several nodes on one machine, as a cluster has them: two ``torchrun`` agents (``--nnodes 2``, c10d
 rendezvous on 127.0.0.1, one rank each) train, checkpoint and resume; a real two-node local Ray
-cluster (head + worker node, own ports and temp dirs) runs ``iptalker submit`` for a curation job
-and Ray Train across both nodes."""
+cluster (head + worker node, own ports and temp dirs, a pod's S3 credential in their environment)
+runs ``iptalker submit`` for a curation job, and ``iptalker pipeline`` against it: curation on the
+cluster, Ray Train across both nodes, ``s3://`` storage and a real remote MLflow server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from orchestration.launch import worker_env
 from pipelines.train.engines import free_port
 from tests.fixtures.corpus import write_corpus
+from tests.fixtures.leaks import SECRET, files_containing, s3_objects_containing
 from tests.fixtures.ray_cluster import start_two_node_cluster
 from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
@@ -61,8 +63,9 @@ def test_two_torchrun_agents_train_checkpoint_and_resume(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = start_two_node_cluster(cpus_per_node=1)
+def cluster(s3_endpoint):
+    """The nodes hold the S3 credential, as a pod has it from a Secret (moto accepts any)."""
+    c = start_two_node_cluster(cpus_per_node=1, env={"AWS_SECRET_ACCESS_KEY": SECRET})
     yield c
     c.stop()
 
@@ -110,12 +113,79 @@ print(json.dumps({"runtime_env": json.dumps(job.runtime_env or {}), "nodes": sor
 """
 
 
-def test_ray_train_over_the_two_node_cluster(cluster, tmp_path):
-    data = str(tmp_path / "ds")
-    write_corpus(data, videos=3, val_videos=1, size=32)
-    args = _train_args(data, tmp_path / "run", tmp_path, steps=4) + [
-        "--launcher", "ray", "--nproc", "1", "--nnodes", "2", "--address", cluster.gcs_address, "--no-gpu"]
-    run = subprocess.run([CLI, *args], env={**worker_env(), **{k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}},
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "Trained stage syncnet to step 4" in run.stdout
+def test_pipeline_on_a_cluster_with_s3_and_a_remote_mlflow(cluster, s3_bucket, tmp_path):
+    """``iptalker pipeline --config`` as a user runs it against a cluster: raw videos and the dataset
+    on S3, curation as Ray tasks, both training stages with Ray Train over the two nodes (one
+    worker each), a real ``mlflow server``, the gate, and a rerun that resumes. The driver and the
+    nodes hold a fake secret that must end up in no file, object, log or MLflow record."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.data.storage import Storage, join
+    from preprocessing.synthetic.corpus import generate_corpus
+    from tests.fixtures.servers import start_mlflow_server
+
+    st = Storage()
+    raw = generate_corpus(tmp_path / "raw", 4, seed=5, n_identities=2, seconds=(2.0, 2.0))
+    for p in raw:
+        st.put(p, join(s3_bucket, "raw", p.parent.name, p.name))
+    server_root = tmp_path / "mlflow"
+    server_root.mkdir()
+    server, url = start_mlflow_server(server_root)
+    work = tmp_path / "work"  # a shared filesystem on a real cluster; both nodes see it here
+    config = {
+        "pipeline": {"workdir": str(work), "inputs": [join(s3_bucket, "raw")], "dataset": join(s3_bucket, "ds"),
+                     "launcher": "ray", "nproc": 1, "nnodes": 2},
+        "ray": {"address": cluster.gcs_address},
+        "tracking": {"tracking_uri": url, "experiment": "cluster"},
+        "curate": {"val_identities": [raw[-1].parent.name]},
+        "preprocess": {"whisper": {"allow_random": True}},
+        "train": {"max_steps": 2, "syncnet_max_steps": 2, "batch_size": 1, "log_every": 1, "val_every": 2,
+                  "save_every": 2, "sample_every": 100, "num_workers": 0, "zero_stage": 2},
+        "evaluate": {"max_frames": 40, "identity_every": 10},
+        "registry": {"model_name": "cluster-talker"},
+    }
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    env = {**worker_env(), "AWS_SECRET_ACCESS_KEY": SECRET, "MLFLOW_TRACKING_PASSWORD": SECRET,
+           **{k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}}
+    try:
+        run = subprocess.run([CLI, "pipeline", "--config", str(cfg)], env=env, capture_output=True, text=True,
+                             timeout=1200)
+        print("\n".join(line for line in run.stdout.splitlines() if "done in" in line))
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        again = subprocess.run([CLI, "pipeline", "--config", str(cfg)], env=env, capture_output=True, text=True,
+                               timeout=300)
+        client = MlflowClient(url)
+        champion = client.get_model_version_by_alias("cluster-talker", "champion")
+        runs = client.search_runs([client.get_experiment_by_name("cluster").experiment_id])
+        records = {r.info.run_name: r for r in runs}
+        downloaded = client.download_artifacts(champion.run_id, "", str(tmp_path / "downloaded"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert "champion: models:/cluster-talker@champion" in run.stdout
+    outputs = {p.name.split("-", 1)[1][:-5]: json.loads(p.read_text())["outputs"] for p in (work / "stages").glob("*.json")}
+    assert set(outputs) == {"curate", "train-syncnet", "export-syncnet", "train-iptalker", "bundle", "evaluate",
+                            "register", "promote"}
+    assert outputs["curate"]["dataset"].startswith("s3://") and outputs["curate"]["counts"]["accepted"] == 4
+    assert st.exists(join(s3_bucket, "ds", "index", "inputs.parquet"))
+    for stage in ("train-syncnet", "train-iptalker"):
+        assert outputs[stage]["step"] == 2 and outputs[stage]["run_id"] in {r.info.run_id for r in runs}
+    world = {r.data.params.get("world_size") for r in runs if r.info.run_id == outputs["train-syncnet"]["run_id"]}
+    assert world == {"2"}, world                                 # one Ray Train worker on each node
+    assert champion.version == str(outputs["promote"]["version"])
+    assert champion.tags["evaluation.run_id"] == outputs["evaluate"]["run_id"]
+
+    assert again.returncode == 0, again.stderr[-3000:]            # the rerun resumes: nothing redone
+    assert again.stdout.count(": skipped, done at") == 8, again.stdout[-3000:]
+
+    # the secret: in no file (workdir, MLflow's store and artifacts, both nodes' Ray dirs), no S3
+    # object, no MLflow param or tag, no output
+    leaks = files_containing(tmp_path) + [h for d in cluster.temp_dirs for h in files_containing(d)]
+    assert leaks == [] and s3_objects_containing(s3_bucket) == []
+    assert any(Path(downloaded).rglob("*.pt"))                     # the search saw the real artifacts
+    for r in records.values():
+        assert SECRET not in json.dumps(r.data.params) + json.dumps(r.data.tags)
+    assert SECRET not in run.stdout + run.stderr + again.stdout + again.stderr

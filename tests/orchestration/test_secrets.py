@@ -1,41 +1,21 @@
 """Credentials never leave the environment they were given in: not into Ray's runtime env, not into
-MLflow (params, tags, artifacts), not into any file a job writes, not into its output. Training
-with the Ray launcher and a curation job run with a recognisable fake secret, with real Ray, real
-MLflow (sqlite) and real S3 (loopback moto) that the workers reach with that secret."""
+any file a job writes, not into its output. A curation job runs with a recognisable fake secret,
+with real Ray and real S3 (loopback moto) that the workers reach with that secret. Training with
+the Ray launcher and MLflow is checked the same way by the whole pipeline on a two-node cluster
+(``test_multinode.test_pipeline_on_a_cluster_with_s3_and_a_remote_mlflow``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from orchestration.launch import launch_training, ray_env_vars
+from orchestration.launch import ray_env_vars
 from pipelines.data.storage import Storage, join
-from tests.fixtures.corpus import write_corpus
+from tests.fixtures.leaks import SECRET, files_containing, s3_objects_containing
 
 pytestmark = pytest.mark.slow
-SECRET = "sk-test-SECRET-123"
-
-
-def files_containing(root: str | Path, needle: str = SECRET) -> list[str]:
-    """Every file under ``root`` whose bytes contain ``needle`` (binary files too: sqlite, tars)."""
-    hits = []
-    for path in Path(root).rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                if needle.encode() in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                pass  # sockets, vanished temp files
-    return hits
-
-
-def s3_objects_containing(root: str, needle: str = SECRET) -> list[str]:
-    st = Storage()
-    return [u for u in st.find(root) if needle.encode() in st.read_bytes(u)]
 
 
 @pytest.fixture
@@ -53,35 +33,6 @@ def test_ray_env_keeps_settings_and_drops_credentials():
            "PYTHONPATH": "/repo", "HOME": "/root"}
     assert ray_env_vars(env) == {"AWS_ENDPOINT_URL": "http://s3", "AWS_REGION": "eu-west-1",
                                  "MLFLOW_TRACKING_URI": "http://m", "DS_ACCELERATOR": "cpu", "PYTHONPATH": "/repo"}
-
-
-def test_ray_training_keeps_the_secret_out_of_ray_mlflow_and_files(secret_env, s3_bucket, tmp_path, capfd):
-    from mlflow.tracking import MlflowClient
-
-    data = write_corpus(f"{s3_bucket}/ds", videos=3, clips=1, frames=30)  # read by the workers with it
-    ray_tmp = f"/tmp/rt-sec{os.getpid()}"  # short: Ray's socket paths are length-limited
-    settings = {
-        "train": {"data": data, "stage": "syncnet", "out_dir": str(tmp_path / "run"), "max_steps": 2,
-                  "log_every": 1, "val_every": 2, "save_every": 2, "num_workers": 0},
-        "model": {"preset": "tiny", "image_size": 32},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
-                     "artifact_location": str(tmp_path / "artifacts")},
-        "ray": {"temp_dir": ray_tmp}}
-    try:
-        summary = launch_training(settings, launcher="ray", nproc=1, use_gpu=False)
-        assert summary["step"] == 2
-        ray_hits = files_containing(ray_tmp)  # the job's runtime env lands in Ray's agent logs
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert ray_hits == []
-    client = MlflowClient(summary["tracking_uri"])
-    run = client.get_run(summary["mlflow_run_id"])
-    assert SECRET not in json.dumps(run.data.params) + json.dumps(run.data.tags)
-    artifacts = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "downloaded")))
-    assert any(p.is_file() for p in artifacts.rglob("*"))  # the search below saw real artifacts
-    assert files_containing(tmp_path) == []  # out dir, resolved config, sqlite store, artifacts
-    out = capfd.readouterr()
-    assert SECRET not in out.out + out.err
 
 
 def test_curation_keeps_the_secret_out_of_ray_the_dataset_and_the_output(secret_env, s3_bucket, tmp_path, capfd):
