@@ -49,11 +49,16 @@ $(FACEBANK): | $(STAMP)
 demo: setup
 	$(BIN)/iptalker demo --workdir demo-out --config configs/recipes/cpu-demo.yaml
 
+# Two pytest-xdist workers (tests/conftest.py: module groups, one torch thread each); TEST_WORKERS=0
+# runs the suite in this process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=25 tests
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25 tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests
 
 bench: setup
 	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

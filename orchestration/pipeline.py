@@ -1,11 +1,12 @@
 """``iptalker pipeline``: the whole loop, stage by stage, resumable, driven by one config.
 
 curate -> train-syncnet -> export-syncnet -> train-iptalker -> bundle -> evaluate -> register ->
-promote [-> dub]. Each stage calls the same library function as its CLI verb and records what it
-produced under ``pipeline.workdir/stages/`` (``orchestration.stages``): a rerun skips finished
-stages, ``--from STAGE`` redoes one and everything after it. Against a cluster the same stages
-run with ``ray.address``, ``s3://`` inputs/dataset and a remote ``tracking.tracking_uri``; the
-workdir (stage records, checkpoints, bundles) must then be a filesystem every node shares.
+promote [-> dub]; a given ``train.syncnet_checkpoint`` replaces the two SyncNet stages. Each
+stage calls the same library function as its CLI verb and records what it produced under
+``pipeline.workdir/stages/`` (``orchestration.stages``): a rerun skips finished stages, ``--from
+STAGE`` redoes one and everything after it. Against a cluster the same stages run with
+``ray.address``, ``s3://`` inputs/dataset and a remote ``tracking.tracking_uri``; the workdir
+(stage records, checkpoints, bundles) must then be a filesystem every node shares.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ class LoopStages:
         self.name = settings.registry.model_name
 
     def stages(self) -> list[Stage]:
-        out = [Stage("curate", self.curate), Stage("train-syncnet", self.train_syncnet),
-               Stage("export-syncnet", self.export_syncnet), Stage("train-iptalker", self.train_iptalker),
+        """The loop; with ``train.syncnet_checkpoint`` set the expert is that file (trained once,
+        reused by every IPTalker run) and the two SyncNet stages are left out."""
+        expert = [] if self.settings.train.syncnet_checkpoint else [
+            Stage("train-syncnet", self.train_syncnet), Stage("export-syncnet", self.export_syncnet)]
+        out = [Stage("curate", self.curate), *expert, Stage("train-iptalker", self.train_iptalker),
                Stage("bundle", self.bundle), Stage("evaluate", self.evaluate), Stage("register", self.register),
                Stage("promote", self.promote)]
         if self.cfg.dub_video:
@@ -108,7 +112,7 @@ class LoopStages:
         return {"syncnet": str(path)}
 
     def train_iptalker(self, outputs: dict) -> dict:
-        return self._train("iptalker", outputs["export-syncnet"]["syncnet"])
+        return self._train("iptalker", outputs.get("export-syncnet", {}).get("syncnet", ""))
 
     def bundle(self, outputs: dict) -> dict:
         from pipelines.train.bundle_export import export_bundle

@@ -41,3 +41,20 @@ def test_redo_from_drops_that_stage_and_the_later_ones(tmp_path):
     assert calls == ["a", "b", "c", "b", "c"]
     with pytest.raises(UserError, match="unknown stage 'z'"):
         runner.redo_from("z")
+
+
+def test_pipeline_with_a_given_syncnet_leaves_out_the_syncnet_stages(tmp_path):
+    """A SyncNet trained once serves every IPTalker run: ``train.syncnet_checkpoint`` drops the two
+    SyncNet stages (``test_multinode`` trains the IPTalker stage against such a file)."""
+    import dataclasses
+
+    from orchestration.pipeline import LoopStages, PipelineConfig
+    from orchestration.settings import load_settings
+
+    st = load_settings([], [], use_default_file=False)
+    names = [s.name for s in LoopStages(st, PipelineConfig(workdir=str(tmp_path))).stages()]
+    assert names[:4] == ["curate", "train-syncnet", "export-syncnet", "train-iptalker"]
+    st.train = dataclasses.replace(st.train, syncnet_checkpoint="/experts/syncnet.pt")
+    loop = LoopStages(st, PipelineConfig(workdir=str(tmp_path)))
+    assert [s.name for s in loop.stages()] == ["curate", "train-iptalker", "bundle", "evaluate", "register",
+                                               "promote"]
