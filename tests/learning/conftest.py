@@ -1,6 +1,6 @@
-"""One training run of the CPU recipe per session, shared by every learning test (~5 min on 2
-cores: SyncNet 1000 steps, then IPTalker 300 steps; torch's default threads, the suite being
-the only load)."""
+"""One training run of the CPU recipe per session, shared by every learning test (SyncNet 1000
+steps, then IPTalker 300 steps: ~430 CPU-seconds on the one torch thread each `make test` worker
+has; ~9 min of the suite's wall time with the figures, beside the other worker's tests)."""
 
 from pathlib import Path
 

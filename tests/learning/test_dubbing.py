@@ -69,11 +69,12 @@ def test_identity_is_kept(figs):
 
 def test_syncnet_is_an_expert_on_held_out_faces(trained):
     """The offset search (what LSE and the dub report use) finds every shift on every held-out
-    clip, for every seed measured (untrained: 5-30 %). Per-window accuracy on held-out faces
-    varies with the seed (0.91 / 0.59 / 0.94 for seeds 0 / 1 / 2; target 0.85): asserted only
-    above the untrained network's on the same windows."""
+    clip, for every seed measured (untrained: 5-30 %). Per-window accuracy on 512 held-out
+    windows is 0.73-0.82 across seeds and settings measured (target 0.85; the same networks fit
+    their six training faces to ~0.91): asserted well above the untrained network's (0.50) on the
+    same windows, not at the target."""
     s = syncnet_figures(trained)
     print("syncnet figures:", s)
     assert s["offset_within_1"] == 1.0                    # every shift in -5..5, every clip
     assert s["offset_within_1_untrained"] < 0.5
-    assert s["val_accuracy"] >= s["val_accuracy_untrained"] + 0.05, s
+    assert s["val_accuracy"] >= s["val_accuracy_untrained"] + 0.15, s
