@@ -96,4 +96,3 @@ def s3_bucket(s3_endpoint):
     name = f"t{uuid.uuid4().hex[:10]}"
     fs.mkdir(name)
     yield f"s3://{name}"
-
