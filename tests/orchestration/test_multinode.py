@@ -116,8 +116,9 @@ print(json.dumps({"runtime_env": json.dumps(job.runtime_env or {}), "nodes": sor
 def test_pipeline_on_a_cluster_with_s3_and_a_remote_mlflow(cluster, s3_bucket, tmp_path):
     """``iptalker pipeline --config`` as a user runs it against a cluster: raw videos and the dataset
     on S3, curation as Ray tasks, IPTalker training with Ray Train over the two nodes (one worker
-    each) against a given SyncNet, a real ``mlflow server``, the gate, and a rerun that resumes. The driver and the
-    nodes hold a fake secret that must end up in no file, object, log or MLflow record."""
+    each) against a given SyncNet, a real ``mlflow server``, the gate, and a rerun that resumes.
+    The driver and the nodes hold a fake secret that must end up in no file, object, log or MLflow
+    record."""
     import yaml
     from mlflow.tracking import MlflowClient
 
@@ -169,7 +170,6 @@ def test_pipeline_on_a_cluster_with_s3_and_a_remote_mlflow(cluster, s3_bucket, t
         client = MlflowClient(url)
         champion = client.get_model_version_by_alias("cluster-talker", "champion")
         runs = client.search_runs([client.get_experiment_by_name("cluster").experiment_id])
-        records = {r.info.run_name: r for r in runs}
         downloaded = client.download_artifacts(champion.run_id, "", str(tmp_path / "downloaded"))
     finally:
         server.terminate()
@@ -195,6 +195,6 @@ def test_pipeline_on_a_cluster_with_s3_and_a_remote_mlflow(cluster, s3_bucket, t
     leaks = files_containing(tmp_path) + [h for d in cluster.temp_dirs for h in files_containing(d)]
     assert leaks == [] and s3_objects_containing(s3_bucket) == []
     assert any(Path(downloaded).rglob("*.pt"))                     # the search saw the real artifacts
-    for r in records.values():
+    for r in runs:
         assert SECRET not in json.dumps(r.data.params) + json.dumps(r.data.tags)
     assert SECRET not in run.stdout + run.stderr + again.stdout + again.stderr
