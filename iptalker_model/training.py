@@ -84,14 +84,15 @@ def discriminator_losses(discriminator: nn.Module, real: torch.Tensor, fake: tor
 
 def syncnet_losses(syncnet: nn.Module, batch: dict) -> dict:
     """SyncNet step: BCE on (frames, sync_audio) = in sync vs (frames, sync_audio_off) = shifted.
+    Each window's video is embedded once and scored against both audios.
     Returns ``bce_loss``, ``total_loss`` and ``accuracy`` (float, both pairs classified right)."""
     check_batch(batch)
     net = getattr(syncnet, "module", syncnet)
     t = _config(syncnet).sync_frames
     faces = net.lower_face(batch["frames"][:, :t])                     # [B, T, 3, h, w]
     audio = torch.cat([batch["sync_audio"][:, : 2 * t], batch["sync_audio_off"][:, : 2 * t]])
-    v, a = syncnet(torch.cat([faces, faces]), audio)                   # through any DDP wrapper
-    logits = net.logit(v, a)                                           # [2B]: in sync, then shifted
+    v, a = syncnet(faces, audio)                                       # [B, E], [2B, E] via any wrapper
+    logits = net.logit(torch.cat([v, v]), a)                           # [2B]: in sync, then shifted
     labels = torch.cat([torch.ones(len(faces)), torch.zeros(len(faces))]).to(logits)
     bce = F.binary_cross_entropy_with_logits(logits, labels)
     accuracy = ((logits > 0).float() == labels).float().mean().item()

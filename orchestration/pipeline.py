@@ -93,8 +93,7 @@ class LoopStages:
         st = dataclasses.replace(self.settings)
         t = st.train
         if stage == "syncnet":  # a recipe's syncnet_* values (0 = as the iptalker stage)
-            t = dataclasses.replace(t, max_steps=t.syncnet_max_steps or t.max_steps, lr=t.syncnet_lr or t.lr,
-                                    batch_size=t.syncnet_batch_size or t.batch_size)
+            t = t.as_syncnet_stage()
         st.train = dataclasses.replace(t, data=self.dataset, stage=stage, out_dir=str(self.work / "runs" / stage),
                                        syncnet_checkpoint=syncnet or t.syncnet_checkpoint)
         summary = launch_training(st, launcher=self.cfg.launcher, nproc=self.cfg.nproc, nnodes=self.cfg.nnodes)

@@ -34,12 +34,16 @@ class TrainConfig:
     lr: float = 2e-4
     disc_lr: float = 2e-4
     weight_decay: float = 0.0
+    beta1: float = 0.5                  # AdamW beta1 of the trained network (the discriminator: 0.5)
     warmup_steps: int = 5
     max_steps: int = 40
+    lr_floor: float = 0.1               # the cosine schedule ends at lr_floor x lr (cos_min_ratio)
+    gradient_clipping: float = 1.0      # max global gradient norm; 0 = none
     # the syncnet stage of a two-stage run (demo, recipes): 0 = the same as the values above
     syncnet_max_steps: int = 0
     syncnet_lr: float = 0.0
     syncnet_batch_size: int = 0
+    syncnet_beta1: float = 0.0
     seed: int = 1234
     # --- data ---
     num_workers: int = 1                # DataLoader workers per rank
@@ -72,6 +76,13 @@ class TrainConfig:
             _ = self.reference
         except ValueError as e:
             raise ValueError(f"train.reference_{e}") from None
+        for name in ("beta1", "syncnet_beta1"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                bad(name, "must lie in [0, 1)")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            bad("lr_floor", "must lie in [0, 1] (a fraction of lr)")
+        if self.gradient_clipping < 0:
+            bad("gradient_clipping", "must be >= 0 (0 = no clipping)")
         for name in ("batch_size", "grad_accum", "max_steps", "windows_per_clip", "epoch_batches",
                      "log_every", "val_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
@@ -89,6 +100,14 @@ class TrainConfig:
         if self.deepspeed_config:
             return Path(self.deepspeed_config)
         return REPO_ROOT / "configs" / "deepspeed" / f"zero{self.zero_stage}.json"
+
+    def as_syncnet_stage(self) -> TrainConfig:
+        """This config for the SyncNet stage of a two-stage run (pipeline, demo, learning tests):
+        each ``syncnet_*`` value that is set replaces its plain counterpart."""
+        return dataclasses.replace(
+            self, stage="syncnet", max_steps=self.syncnet_max_steps or self.max_steps,
+            lr=self.syncnet_lr or self.lr, batch_size=self.syncnet_batch_size or self.batch_size,
+            beta1=self.syncnet_beta1 or self.beta1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

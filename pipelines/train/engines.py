@@ -14,6 +14,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from .config import TrainConfig
+
 
 def use_cuda() -> bool:
     return torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
@@ -64,46 +66,62 @@ def dtype_of(precision: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def deepspeed_config(path, *, batch_size: int, grad_accum: int, precision: str, max_steps: int,
-                     warmup_steps: int) -> dict:
-    """Load a ``configs/deepspeed/zero*.json`` and fill its ``"auto"`` values from TrainConfig."""
-    with open(path) as f:
-        cfg = json.load(f)
+def deepspeed_config(cfg: TrainConfig, precision: str) -> dict:
+    """Load the run's ``configs/deepspeed/zero*.json`` and fill its ``"auto"`` values from ``cfg``."""
+    with open(cfg.deepspeed_json) as f:
+        ds = json.load(f)
     fill = {
-        ("train_micro_batch_size_per_gpu",): batch_size,
-        ("gradient_accumulation_steps",): grad_accum,
+        ("train_micro_batch_size_per_gpu",): cfg.batch_size,
+        ("gradient_accumulation_steps",): cfg.grad_accum,
+        ("gradient_clipping",): cfg.gradient_clipping,
         ("bf16", "enabled"): precision == "bf16",
         ("fp16", "enabled"): precision == "fp16",
         # buffers follow the params (DeepSpeed keeps them fp32 otherwise, and e.g. spectral norm's
         # power-iteration vectors then meet bf16 weights); None = leave them as they are
         ("data_types", "buffer_dtype"): None if precision == "fp32" else precision,
-        ("scheduler", "params", "total_num_steps"): max_steps,
-        ("scheduler", "params", "warmup_num_steps"): max(0, min(warmup_steps, max_steps - 1)),
+        ("scheduler", "params", "total_num_steps"): cfg.max_steps,
+        ("scheduler", "params", "warmup_num_steps"): max(0, min(cfg.warmup_steps, cfg.max_steps - 1)),
+        ("scheduler", "params", "cos_min_ratio"): cfg.lr_floor,
     }
     for keys, value in fill.items():
-        node = cfg
+        node = ds
         for k in keys[:-1]:
             node = node.get(k, {})
         if node.get(keys[-1]) == "auto":
             node[keys[-1]] = value
-    if cfg.get("train_batch_size") == "auto":  # derived by DeepSpeed from micro-batch x accum x world
-        del cfg["train_batch_size"]
-    if "auto" in json.dumps(cfg):
-        raise ValueError(f"{path}: an \"auto\" value is left that TrainConfig does not fill")
-    return cfg
+    if ds.get("train_batch_size") == "auto":  # derived by DeepSpeed from micro-batch x accum x world
+        del ds["train_batch_size"]
+    if "auto" in json.dumps(ds):
+        raise ValueError(f"{cfg.deepspeed_json}: an \"auto\" value is left that TrainConfig does not fill")
+    return ds
+
+
+def client_optimizer(module: torch.nn.Module, lr: float, weight_decay: float, beta1: float):
+    """The AdamW every engine steps (DeepSpeed takes it as a client optimizer: no op compile)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, 0.999), weight_decay=weight_decay)
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, ds_config: dict):
+    """The ``scheduler`` section of a DeepSpeed config around ``optimizer``, built as the engine
+    builds it (``deepspeed.runtime.lr_schedules``); None without that section. For code that
+    steps the same optimisation without an engine (the learning tests)."""
+    from deepspeed.runtime import lr_schedules
+
+    sched = ds_config.get("scheduler")
+    return getattr(lr_schedules, sched["type"])(optimizer, **sched["params"]) if sched else None
 
 
 def build_engine(module: torch.nn.Module, lr: float, weight_decay: float, ds_config: dict,
-                 betas=(0.5, 0.999)):
-    """One DeepSpeed engine (ZeRO per ``ds_config``) with a client AdamW: no op compile needed.
+                 beta1: float = 0.5):
+    """One DeepSpeed engine (ZeRO per ``ds_config``) around ``client_optimizer``.
 
     Returns (engine, lr_scheduler); the scheduler comes from the config's ``scheduler`` section.
     """
     import deepspeed
 
     promote_scalar_params(module)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    optimizer = client_optimizer(module, lr, weight_decay, beta1)
     engine, _, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer,
                                                    config=copy.deepcopy(ds_config))
     return engine, scheduler

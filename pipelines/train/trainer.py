@@ -89,12 +89,10 @@ class Trainer:
     def build_engines(self) -> None:
         """syncnet stage: {model: SyncNet}; iptalker stage: {model: IPTalker, discriminator}."""
         cfg, model_cfg = self.cfg, self.job.model
-        ds = engines.deepspeed_config(cfg.deepspeed_json, batch_size=cfg.batch_size,
-                                      grad_accum=cfg.grad_accum, precision=self.precision,
-                                      max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps)
+        ds = engines.deepspeed_config(cfg, self.precision)
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         main = SyncNet(model_cfg) if cfg.stage == "syncnet" else IPTalker(model_cfg)
-        self.engines = {checkpointing.MODEL: engines.build_engine(main, cfg.lr, cfg.weight_decay, ds)[0]}
+        self.engines = {checkpointing.MODEL: engines.build_engine(main, cfg.lr, cfg.weight_decay, ds, cfg.beta1)[0]}
         self.syncnet = None
         if cfg.stage == "iptalker":
             disc = PatchDiscriminator(model_cfg)

@@ -5,12 +5,10 @@ Used by the learning tests (session fixture: train once) and runnable for figure
     PYTHONPATH=. python -m tests.learning.harness --recipe configs/recipes/cpu-demo.yaml
 
 Training uses the real pieces: contract shards read by ``pipelines.data.loader`` (reference
-selection included) and the task layer (``generator_losses`` / ``syncnet_losses``) that the
-DeepSpeed trainer calls; only the DeepSpeed wrapper is left out (one process), so the suite does
-not pay its start-up. The optimisation is NOT the trainer's yet: here Adam (beta1 0.9) with a
-one-cycle schedule, there AdamW (generator beta1 0.5), DeepSpeed's warmup-cosine to 0.1 x lr and
-gradient clipping 1.0. With the trainer's, one seed in two to four kept the mouth still under
-another clip's audio (r ~0.3); with this one, seeds 0-2 and the suite's all learn it. Measures: dlib 68-point landmarks on generated frames (upscaled
+selection included), the task layer (``generator_losses`` / ``syncnet_losses``) and the
+optimisation (``pipelines.train.engines``: AdamW, the DeepSpeed config's schedule and gradient
+clipping) that the DeepSpeed trainer uses; only the engine is left out (one process), so the suite
+does not pay its start-up. Measures: dlib 68-point landmarks on generated frames (upscaled
 x4, the face box from the source's landmarks: the face is where the source's was) fed to
 ``pipelines.metrics`` (mouth opening, audio envelope, mouth activity, identity, PSNR);
 ``test_mouth_measures_agree_with_the_rendered_opening`` checks them against the ground truth.
@@ -75,19 +73,36 @@ def _batches(loader):
             yield b
 
 
+def optimisation(cfg, module: torch.nn.Module, lr: float, beta1: float):
+    """(optimizer, lr scheduler, max gradient norm) as the trainer's engine steps ``module``."""
+    from pipelines.train import engines
+
+    ds = engines.deepspeed_config(cfg, "fp32")
+    opt = engines.client_optimizer(module, lr, cfg.weight_decay, beta1)
+    return opt, engines.lr_scheduler(opt, ds), float(ds.get("gradient_clipping", 0.0))
+
+
+def _step(module: torch.nn.Module, loss: torch.Tensor, opt, sched, clip: float) -> None:
+    """One engine step: backward, clip the global norm, step, advance the schedule."""
+    opt.zero_grad()
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def train_syncnet(settings, root: str, log=print) -> tuple[SyncNet, list]:
-    t = settings.train
-    steps, lr, bs = t.syncnet_max_steps or t.max_steps, t.syncnet_lr or t.lr, t.syncnet_batch_size or t.batch_size
+    t = settings.train.as_syncnet_stage()
     net = SyncNet(settings.model)
-    opt = torch.optim.Adam(net.parameters(), lr)
+    opt, sched, clip = optimisation(t, net, t.lr, t.beta1)
     history = []
-    for step, batch in zip(range(steps), _batches(_loader(settings, root, bs, t.seed))):
+    for step, batch in zip(range(t.max_steps), _batches(_loader(settings, root, t.batch_size, t.seed))):
         losses = syncnet_losses(net, batch)
-        opt.zero_grad()
-        losses["total_loss"].backward()
-        opt.step()
+        _step(net, losses["total_loss"], opt, sched, clip)
         history.append((step, float(losses["total_loss"].detach()), losses["accuracy"]))
-        if step % 50 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == t.max_steps - 1:
             log(f"syncnet step {step}: bce {history[-1][1]:.3f} acc {history[-1][2]:.2f}")
     return net.requires_grad_(False).eval(), history
 
@@ -95,22 +110,15 @@ def train_syncnet(settings, root: str, log=print) -> tuple[SyncNet, list]:
 def train_iptalker(settings, root: str, syncnet: SyncNet, log=print) -> tuple[IPTalker, list]:
     t = settings.train
     model, disc = IPTalker(settings.model), PatchDiscriminator(settings.model)
-    opt_g = torch.optim.Adam(model.parameters(), t.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, t.lr, total_steps=t.max_steps,
-                                                pct_start=min(0.3, t.warmup_steps / t.max_steps))
-    opt_d = torch.optim.Adam(disc.parameters(), t.disc_lr, betas=(0.5, 0.999))
+    opt_g, sched_g, clip = optimisation(t, model, t.lr, t.beta1)
+    opt_d, sched_d, _ = optimisation(t, disc, t.disc_lr, 0.5)
     history = []
     for step, batch in zip(range(t.max_steps), _batches(_loader(settings, root, t.batch_size, t.seed + 1))):
         losses = generator_losses(model, disc, syncnet, batch, settings.loss)
-        opt_g.zero_grad()
-        losses["total_loss"].backward()
-        opt_g.step()
-        sched.step()
+        _step(model, losses["total_loss"], opt_g, sched_g, clip)
         if settings.loss.gan_weight > 0:
             d = discriminator_losses(disc, batch["frames"], losses["output"])
-            opt_d.zero_grad()
-            d["total_loss"].backward()
-            opt_d.step()
+            _step(disc, d["total_loss"], opt_d, sched_d, clip)
         history.append((step, float(losses["total_loss"].detach()), float(losses["mouth_l1_loss"].detach())))
         if step % 50 == 0 or step == t.max_steps - 1:
             log(f"iptalker step {step}: total {history[-1][1]:.3f} mouth_l1 {history[-1][2]:.3f}")

@@ -104,14 +104,29 @@ def test_deepspeed_config_fills_auto_values_and_picks_cpu_precision():
     from pipelines.train.config import TrainConfig
 
     assert engines.resolve_precision("auto") == ("bf16" if engines.use_cuda() else "fp32")
-    cfg = engines.deepspeed_config(TrainConfig(zero_stage=2).deepspeed_json, batch_size=3,
-                                   grad_accum=2, precision="bf16", max_steps=50, warmup_steps=80)
+    cfg = engines.deepspeed_config(TrainConfig(zero_stage=2, batch_size=3, grad_accum=2, max_steps=50,
+                                               warmup_steps=80, lr_floor=0.0, gradient_clipping=0.5), "bf16")
     assert cfg["train_micro_batch_size_per_gpu"] == 3 and cfg["gradient_accumulation_steps"] == 2
+    assert cfg["gradient_clipping"] == 0.5 and cfg["scheduler"]["params"]["cos_min_ratio"] == 0.0
     assert cfg["bf16"]["enabled"] and not cfg["fp16"]["enabled"]
     assert cfg["data_types"]["buffer_dtype"] == "bf16"
     assert cfg["scheduler"]["params"] == {**cfg["scheduler"]["params"], "total_num_steps": 50,
                                           "warmup_num_steps": 49}
     assert cfg["zero_optimization"]["stage"] == 2
+
+
+def test_optimisation_settings_are_checked_and_the_syncnet_stage_takes_its_own():
+    from pipelines.train.config import TrainConfig
+
+    for bad in ({"beta1": 1.0}, {"syncnet_beta1": -0.1}, {"lr_floor": 1.5}, {"gradient_clipping": -1.0}):
+        with pytest.raises(ValueError, match=rf"train\.{next(iter(bad))}="):
+            TrainConfig(**bad)
+    t = TrainConfig(lr=0.002, beta1=0.5, max_steps=300, batch_size=2,
+                    syncnet_lr=0.001, syncnet_beta1=0.9, syncnet_max_steps=1000, syncnet_batch_size=16)
+    s = t.as_syncnet_stage()
+    assert (s.stage, s.lr, s.beta1, s.max_steps, s.batch_size) == ("syncnet", 0.001, 0.9, 1000, 16)
+    same = TrainConfig(lr=0.002, beta1=0.9).as_syncnet_stage()  # 0 = as the iptalker stage
+    assert (same.lr, same.beta1, same.max_steps) == (0.002, 0.9, TrainConfig().max_steps)
 
 
 def test_trains_from_shards_on_s3(s3_bucket, tmp_path):
