@@ -53,12 +53,12 @@ def test_mouth_closes_in_silence(figs):
 
 def test_mouth_psnr_beats_the_lazy_answers(figs):
     """Own audio: the real mouth is the target, so the untouched source is the answer key, not a
-    baseline; every other lazy answer must trail the model by >= 1.0 dB. Margins over the best
-    lazy answer, seeds 0 / 1 / 2 of the recipe: 1.9 / 1.1 / 1.5 dB; 1.5 dB (the target) is not
-    reached by every seed yet, so the bar is the floor every seed met."""
+    baseline; every other lazy answer must trail the model by >= 1.5 dB. Margins over the best
+    lazy answer, seeds 1 / 2 / 3 / 1234 of the recipe: +2.4 / +2.2 / +3.2 / +2.0 dB (seed 0 did
+    not learn the mouth: +0.5 dB; README)."""
     ours = figs["model"]["psnr"]
     for lazy in ("untrained", "mean_reference", "copy_reference"):
-        assert ours >= figs[lazy]["psnr"] + 1.0, (lazy, ours, figs[lazy]["psnr"])
+        assert ours >= figs[lazy]["psnr"] + 1.5, (lazy, ours, figs[lazy]["psnr"])
 
 
 def test_identity_is_kept(figs):
@@ -69,7 +69,7 @@ def test_identity_is_kept(figs):
 
 def test_syncnet_is_an_expert_on_held_out_faces(trained):
     """The offset search (what LSE and the dub report use) finds every shift on every held-out
-    clip, for every seed measured (untrained: 5-30 %). Per-window accuracy on 512 held-out
+    clip, for every seed measured (untrained: 2-18 %). Per-window accuracy on 512 held-out
     windows is 0.73-0.82 across seeds and settings measured (target 0.85; the same networks fit
     their six training faces to ~0.91): asserted well above the untrained network's (0.50) on the
     same windows, not at the target."""
