@@ -92,7 +92,8 @@ class Trainer:
         ds = engines.deepspeed_config(cfg, self.precision)
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         main = SyncNet(model_cfg) if cfg.stage == "syncnet" else IPTalker(model_cfg)
-        self.engines = {checkpointing.MODEL: engines.build_engine(main, cfg.lr, cfg.weight_decay, ds, cfg.beta1)[0]}
+        engine = engines.build_engine(main, cfg.lr, cfg.weight_decay, ds, cfg.beta1)[0]
+        self.engines = {checkpointing.MODEL: engine}
         self.syncnet = None
         if cfg.stage == "iptalker":
             disc = PatchDiscriminator(model_cfg)
