@@ -18,8 +18,9 @@ import webdataset as wds
 from pipelines.data import shards
 from pipelines.data.storage import Storage
 from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.fixtures import curate_standins as standins
+from tests.fixtures.ports import free_ports
 from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
@@ -102,9 +103,11 @@ def test_cli_job_runs_on_a_started_local_ray_cluster(tmp_path):
     """``iptalker curate --address`` with the real stages, on a cluster this test starts."""
     generate_corpus(tmp_path / "in/talk", 2, seed=5, n_identities=2, seconds=(2.0, 2.5))
     write_bad_inputs(tmp_path / "in/bad", seed=5, kinds=("empty", "no_face"))
-    env, port, temp_dir = ray_env(), free_port(), f"/tmp/rt-c{os.getpid()}"
-    ports = [f"--{name}={free_port()}" for name in ("metrics-export-port", "dashboard-agent-listen-port",
-                                                     "dashboard-agent-grpc-port", "runtime-env-agent-port")]
+    env, temp_dir = ray_env(), f"/tmp/rt-c{os.getpid()}"
+    names = ("metrics-export-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "runtime-env-agent-port")
+    port, *picked = free_ports(1 + len(names))
+    ports = [f"--{name}={p}" for name, p in zip(names, picked)]
     try:
         subprocess.run([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                         "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
