@@ -96,6 +96,9 @@ def deepspeed_config(cfg: TrainConfig, precision: str) -> dict:
     return ds
 
 
+DISCRIMINATOR_BETA1 = 0.5  # AdamW beta1 of the discriminator (the GAN convention), any recipe
+
+
 def client_optimizer(module: torch.nn.Module, lr: float, weight_decay: float, beta1: float):
     """The AdamW every engine steps (DeepSpeed takes it as a client optimizer: no op compile)."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -113,7 +116,7 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, ds_config: dict):
 
 
 def build_engine(module: torch.nn.Module, lr: float, weight_decay: float, ds_config: dict,
-                 beta1: float = 0.5):
+                 beta1: float):
     """One DeepSpeed engine (ZeRO per ``ds_config``) around ``client_optimizer``.
 
     Returns (engine, lr_scheduler); the scheduler comes from the config's ``scheduler`` section.

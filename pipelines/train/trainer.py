@@ -98,7 +98,7 @@ class Trainer:
         if cfg.stage == "iptalker":
             disc = PatchDiscriminator(model_cfg)
             self.engines[checkpointing.DISCRIMINATOR] = engines.build_engine(
-                disc, cfg.disc_lr, cfg.weight_decay, ds)[0]
+                disc, cfg.disc_lr, cfg.weight_decay, ds, engines.DISCRIMINATOR_BETA1)[0]
             self.syncnet = self.load_expert()
 
     def load_expert(self):

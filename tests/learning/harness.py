@@ -108,10 +108,12 @@ def train_syncnet(settings, root: str, log=print) -> tuple[SyncNet, list]:
 
 
 def train_iptalker(settings, root: str, syncnet: SyncNet, log=print) -> tuple[IPTalker, list]:
+    from pipelines.train import engines
+
     t = settings.train
     model, disc = IPTalker(settings.model), PatchDiscriminator(settings.model)
     opt_g, sched_g, clip = optimisation(t, model, t.lr, t.beta1)
-    opt_d, sched_d, _ = optimisation(t, disc, t.disc_lr, 0.5)
+    opt_d, sched_d, _ = optimisation(t, disc, t.disc_lr, engines.DISCRIMINATOR_BETA1)
     history = []
     for step, batch in zip(range(t.max_steps), _batches(_loader(settings, root, t.batch_size, t.seed + 1))):
         losses = generator_losses(model, disc, syncnet, batch, settings.loss)
