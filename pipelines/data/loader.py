@@ -37,6 +37,7 @@ import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipelines.data import shards as contract
+from pipelines.data.augment import Augment, augment_window
 from pipelines.data.storage import Storage
 from pipelines.errors import UserError
 from preprocessing.config import ReferenceConfig
@@ -55,11 +56,14 @@ class WindowSpec:
     audio_context: int  # c: frame t sees Whisper rows of frames t-c .. t+c
     audio_dim: int  # D: Whisper width the model expects
     reference: ReferenceConfig = ReferenceConfig()  # how the K references are chosen
+    augment: Augment = Augment()  # training windows only (``pipelines.data.augment``)
 
     @classmethod
-    def from_model(cls, model_cfg, reference: ReferenceConfig | None = None) -> WindowSpec:
+    def from_model(cls, model_cfg, reference: ReferenceConfig | None = None,
+                   augment: Augment | None = None) -> WindowSpec:
         return cls(model_cfg.sync_frames, model_cfg.num_references, model_cfg.image_size,
-                   model_cfg.audio_context, model_cfg.audio_dim, reference or ReferenceConfig())
+                   model_cfg.audio_context, model_cfg.audio_dim, reference or ReferenceConfig(),
+                   augment or Augment())
 
 
 # ------------------------------------------------------------------ shard listing and opening
@@ -212,6 +216,7 @@ class WindowCutter:
 
     ``starve_after``: raise once this many samples passed without a single window ever (an
     endless resampled stream would otherwise spin forever on an empty split); None: never.
+    ``spec.augment`` applies to the train split only: validation measures unaltered windows.
     """
 
     def __init__(self, spec: WindowSpec, split: str, per_clip: int, seed: int,
@@ -219,6 +224,7 @@ class WindowCutter:
         self.spec, self.split, self.per_clip, self.seed = spec, split, per_clip, seed
         self.counter, self.passes, self.starve_after = counter, 0, starve_after
         self.seen, self.windows = 0, 0
+        self.augment = spec.augment if split == "train" and spec.augment.active else None
 
     def __call__(self, samples):
         self.passes += 1  # a new pass (epoch) cuts new windows
@@ -240,6 +246,8 @@ class WindowCutter:
                 window = cut_window(clip, self.spec, rng)
                 if window is None:
                     break
+                if self.augment is not None:
+                    augment_window(window, self.augment, rng)
                 window["corrupt_skipped"] = self.counter.take()
                 self.windows += 1
                 yield window

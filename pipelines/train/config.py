@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iptalker_model.config import build_dataclass
+from pipelines.data.augment import Augment
 from preprocessing.config import ReferenceConfig
 
 STAGES = ("syncnet", "iptalker")
@@ -54,6 +55,8 @@ class TrainConfig:
     reference_spread: str = ReferenceConfig.spread            # preprocessing.references, "random"
     reference_exclude_radius: int = ReferenceConfig.exclude_radius
     reference_pose_fraction: float = ReferenceConfig.pose_fraction
+    augment_flip: float = 0.0           # P(mirror a training window); pipelines.data.augment
+    augment_colour: float = 0.0         # per-window recolouring strength in [0, 1); 0 = off
     # --- cadence (in optimizer steps) ---
     log_every: int = 5
     val_every: int = 20
@@ -76,6 +79,10 @@ class TrainConfig:
             _ = self.reference
         except ValueError as e:
             raise ValueError(f"train.reference_{e}") from None
+        try:
+            _ = self.augment
+        except ValueError as e:
+            raise ValueError(f"train.augment_{e}") from None
         for name in ("beta1", "syncnet_beta1"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 bad(name, "must lie in [0, 1)")
@@ -93,6 +100,11 @@ class TrainConfig:
         """How the loader picks the K reference frames of each window."""
         return ReferenceConfig(self.reference_exclude_radius, self.reference_pose_fraction,
                                self.reference_spread)
+
+    @property
+    def augment(self) -> Augment:
+        """How the loader alters training windows (mirror, recolour); validation never."""
+        return Augment(self.augment_flip, self.augment_colour)
 
     @property
     def deepspeed_json(self) -> Path:

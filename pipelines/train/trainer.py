@@ -111,7 +111,7 @@ class Trainer:
         return expert
 
     def build_loaders(self) -> None:
-        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model, self.cfg.reference)
+        cfg, spec = self.cfg, WindowSpec.from_model(self.job.model, self.cfg.reference, self.cfg.augment)
         storage = Storage(self.job.storage)
         # a resumed job continues with a fresh stream instead of replaying the first batches
         seed = self.data_seed * 100_003 + self.step

@@ -60,7 +60,7 @@ def corpus_for(settings, root: str) -> tuple[str, list[TalkingClip]]:
 def _loader(settings, root: str, batch_size: int, seed: int):
     from pipelines.data.loader import WindowSpec, build_train_loader
 
-    spec = WindowSpec.from_model(settings.model, settings.train.reference)
+    spec = WindowSpec.from_model(settings.model, settings.train.reference, settings.train.augment)
     return build_train_loader(root, spec, batch_size=batch_size, rank=0, seed=seed, num_workers=0,
                               shuffle_buffer=settings.train.shuffle_buffer,
                               windows_per_clip=settings.train.windows_per_clip, epoch_batches=10**9)
