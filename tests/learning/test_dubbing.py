@@ -39,23 +39,34 @@ def test_mouth_measures_agree_with_the_rendered_opening(trained):
 
 
 def test_mouth_follows_another_clips_audio(figs):
-    assert figs["source_own_mouth_vs_driving_r"] < 0.2          # the source alone does not sync
-    assert figs["model"]["cross_r"] >= 0.5, figs
-    for lazy in LAZY:
-        assert figs[lazy]["cross_r"] < 0.5, (lazy, figs[lazy])
+    """Per held-out person: each one's clips dubbed with the other's audio."""
+    people = figs["model"]["cross_r"]
+    assert len(people) == 2, people
+    for person, r in people.items():
+        assert figs["source_own_mouth_vs_driving_r"][person] < 0.2   # the source alone does not sync
+        assert r >= 0.5, (person, figs["model"])
+        for lazy in LAZY:
+            assert figs[lazy]["cross_r"][person] < 0.5, (person, lazy, figs[lazy])
 
 
 def test_mouth_closes_in_silence(figs):
-    assert figs["model"]["silence_ratio"] < 0.5, figs
-    for lazy in LAZY:
-        assert figs[lazy]["silence_ratio"] >= 0.5, (lazy, figs[lazy])
+    """Per held-out person: opening over the driving audio's silences < half of that over its
+    speech, and clearly lower than every lazy answer's ratio on the same pairs. The still mouths
+    (untrained, mean, pasted reference) sit at 0.50-0.72; the untouched source at 0.38-0.45, not
+    because it follows the driving audio but because the clips share a rhythm (each starts in
+    silence and pauses between its two sentences at about the same time), so 0.5 alone would not
+    fail it."""
+    for person, ratio in figs["model"]["silence_ratio"].items():
+        assert ratio < 0.5, (person, figs["model"])
+        for lazy in LAZY:
+            assert figs[lazy]["silence_ratio"][person] >= ratio + 0.05, (person, lazy, figs[lazy])
 
 
 def test_mouth_psnr_beats_the_lazy_answers(figs):
     """Own audio: the real mouth is the target, so the untouched source is the answer key, not a
     baseline; every other lazy answer must trail the model by >= 1.5 dB. Margins over the best
-    lazy answer, seeds 1 / 2 / 3 / 1234 of the recipe: +2.4 / +2.2 / +3.2 / +2.0 dB (seed 0 did
-    not learn the mouth: +0.5 dB; README)."""
+    lazy answer, seeds 0 / 1 / 2 / 4 / 1234 of the recipe: +2.5 / +2.7 / +2.75 / +2.4 / +3.2 dB
+    (seeds 3 and 5 did not learn one held-out person's mouth: +1.3 / +1.2 dB; README)."""
     ours = figs["model"]["psnr"]
     for lazy in ("untrained", "mean_reference", "copy_reference"):
         assert ours >= figs[lazy]["psnr"] + 1.5, (lazy, ours, figs[lazy]["psnr"])
@@ -70,7 +81,7 @@ def test_identity_is_kept(figs):
 def test_syncnet_is_an_expert_on_held_out_faces(trained):
     """The offset search (what LSE and the dub report use) finds every shift on every held-out
     clip, for every seed measured (untrained: 2-18 %). Per-window accuracy on 512 held-out
-    windows is 0.73-0.82 across seeds and settings measured (target 0.85; the same networks fit
+    windows is 0.73-0.84 across seeds and settings measured (target 0.85; the same networks fit
     their six training faces to ~0.91): asserted well above the untrained network's (0.50) on the
     same windows, not at the target."""
     s = syncnet_figures(trained)
