@@ -304,8 +304,11 @@ def cross_pairs(clips: list[TalkingClip]) -> list[tuple[TalkingClip, TalkingClip
     face and not the other's passed unseen)."""
     people = sorted({c.identity for c in clips})
     by = {p: [c for c in clips if c.identity == p] for p in people}
-    return [(a, by[people[(k + 1) % len(people)]][i % len(by[people[(k + 1) % len(people)]])])
-            for k, p in enumerate(people) for i, a in enumerate(by[p])]
+    pairs = []
+    for k, person in enumerate(people):
+        driving = by[people[(k + 1) % len(people)]]
+        pairs += [(a, driving[i % len(driving)]) for i, a in enumerate(by[person])]
+    return pairs
 
 
 def figures(tr: Trained) -> dict:
