@@ -3,6 +3,8 @@ recolouring keeps frames and references alike, validation windows are never alte
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -90,7 +92,7 @@ def corpus(tmp_path_factory):
 
 
 def test_training_windows_are_augmented_and_validation_windows_never(corpus):
-    aug = WindowSpec(**{**SPEC.__dict__, "augment": Augment(flip=1.0, colour=0.3)})
+    aug = dataclasses.replace(SPEC, augment=Augment(flip=1.0, colour=0.3))
 
     def first_train(spec):
         return next(iter(build_train_loader(corpus, spec, batch_size=2, rank=0, seed=3, num_workers=0,
