@@ -43,11 +43,21 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1. Every socket stays bound until all are picked:
+    separate ``free_port()`` calls may return one port twice (CI once gave a Ray head the same
+    port for ``--port`` and ``--dashboard-agent-listen-port``, and ``ray start`` failed)."""
+    import contextlib
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def device() -> torch.device:

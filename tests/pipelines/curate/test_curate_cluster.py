@@ -17,10 +17,10 @@ import webdataset as wds
 
 from pipelines.data import shards
 from pipelines.data.storage import Storage
+from pipelines.train.engines import free_ports
 from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
 from tests.conftest import REPO
 from tests.fixtures import curate_standins as standins
-from tests.fixtures.ports import free_ports
 from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
