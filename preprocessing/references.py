@@ -24,12 +24,18 @@ def mouth_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
     return height / np.maximum(width, 1e-6)
 
 
+RIGID_POINTS = slice(17, 48)  # iBUG 68: brows, nose, eyes; not the jaw line, which drops as the mouth opens
+
+
 def pose_descriptor(landmarks: np.ndarray) -> np.ndarray:
-    """Scale- and position-free pose code from the rigid points (jaw line, brows, nose, eyes):
-    [..., 68, 2] -> [..., 2 * 48]. Points are centred on the eyes and divided by the inter-ocular
-    distance, so a turn or tilt of the head moves the code and a zoom does not."""
+    """Scale- and position-free pose code from the rigid points (brows, nose, eyes):
+    [..., 68, 2] -> [..., 2 * 31]. Points are centred on the eyes and divided by the inter-ocular
+    distance, so a turn or tilt of the head moves the code and a zoom does not. The jaw line is
+    left out: it moves with the mouth, and with it "a pose like the target's" meant a mouth as
+    open as the target's, so the references carried the source's own speech into a dub (a pasted
+    mean of the references followed the source's mouth with r 0.48-0.76 on held-out clips)."""
     lm = np.asarray(landmarks, np.float64)
-    rigid = lm[..., :48, :]
+    rigid = lm[..., RIGID_POINTS, :]
     left, right = lm[..., 36:42, :].mean(-2), lm[..., 42:48, :].mean(-2)
     centre = (left + right) / 2
     scale = np.maximum(np.linalg.norm(right - left, axis=-1), 1e-6)

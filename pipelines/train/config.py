@@ -57,6 +57,7 @@ class TrainConfig:
     reference_pose_fraction: float = ReferenceConfig.pose_fraction
     augment_flip: float = 0.0           # P(mirror a training window); pipelines.data.augment
     augment_colour: float = 0.0         # per-window recolouring strength in [0, 1); 0 = off
+    augment_jitter: float = 0.0         # per-window scale/rotation/shift strength in [0, 0.5); 0 = off
     # --- cadence (in optimizer steps) ---
     log_every: int = 5
     val_every: int = 20
@@ -103,8 +104,8 @@ class TrainConfig:
 
     @property
     def augment(self) -> Augment:
-        """How the loader alters training windows (mirror, recolour); validation never."""
-        return Augment(self.augment_flip, self.augment_colour)
+        """How the loader alters training windows (mirror, recolour, jitter); validation never."""
+        return Augment(self.augment_flip, self.augment_colour, self.augment_jitter)
 
     @property
     def deepspeed_json(self) -> Path:

@@ -93,10 +93,14 @@ def _landmarks(image: np.ndarray, upsample: int = 1) -> list[tuple[np.ndarray, o
     return out
 
 
-def face_template(photo: np.ndarray, landmarks: np.ndarray, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def face_template(photo: np.ndarray, landmarks: np.ndarray,
+                  margin: float = 1.0) -> tuple[np.ndarray, np.ndarray, bool]:
     """Crop one face with `margin` x its jaw width of context on each side (borders replicated
     where the photo ends), upscaled so the jaw is TEMPLATE_JAW px. Returns (image [H, W, 3] uint8
-    RGB, landmarks [68, 2] float32) re-measured by dlib on the upscaled crop."""
+    RGB, landmarks [68, 2] float32 re-measured by dlib on the upscaled crop, whether the photo
+    holds the whole face: ``face.whole_face`` of the photo's own landmarks)."""
+    from preprocessing.synthetic.face import whole_face
+
     jaw = float(np.linalg.norm(landmarks[16] - landmarks[0]))
     cx, cy = landmarks[:, 0].mean(), landmarks[:, 1].mean()
     half = (0.5 + margin) * jaw
@@ -110,7 +114,7 @@ def face_template(photo: np.ndarray, landmarks: np.ndarray, margin: float = 1.0)
     found = _landmarks(image, upsample=0)
     if len(found) != 1:
         raise RuntimeError(f"face bank: expected one face in the upscaled crop, dlib found {len(found)}")
-    return image, found[0][0]
+    return image, found[0][0], whole_face(landmarks, *photo.shape[:2])
 
 
 def _blur_others(photo: np.ndarray, rects: list) -> np.ndarray:
@@ -126,9 +130,10 @@ def _blur_others(photo: np.ndarray, rects: list) -> np.ndarray:
 
 
 @functools.cache
-def bank_faces() -> tuple[tuple[str, np.ndarray, np.ndarray], ...]:
-    """The bank's people as (name, image, landmarks), in a fixed order: t1_0..t1_5 (left to
-    right in t1.jpg), tom_hanks. Empty (with a warning) when the photos are not there."""
+def bank_faces() -> tuple[tuple[str, np.ndarray, np.ndarray, bool], ...]:
+    """The bank's people as (name, image, landmarks, whole face), in a fixed order: t1_0..t1_5
+    (left to right in t1.jpg), tom_hanks (not whole: his crop ends at the chin). Empty (with a
+    warning) when the photos are not there."""
     root = bank_dir()
     t1, hanks = root / "t1.jpg", root / "Tom_Hanks_54745.png"
     if not (t1.exists() and hanks.exists()):
@@ -146,7 +151,7 @@ def bank_faces() -> tuple[tuple[str, np.ndarray, np.ndarray], ...]:
     lm = _landmarks(tom)
     if lm:
         out.append(("tom_hanks", *face_template(tom, lm[0][0])))
-    for _, image, landmarks in out:
+    for _, image, landmarks, _ in out:
         image.setflags(write=False)
         landmarks.setflags(write=False)
     return tuple(out)

@@ -54,6 +54,24 @@ def test_references_keep_the_pose_of_the_target(clip):
     assert (select_references(lm, range(n - 10, n - 5), 4, cfg) >= n // 2).all()
 
 
+def test_the_pose_ignores_the_mouth_so_references_do_not_copy_the_targets_opening():
+    """A still head talking (the generator's mouth rig, no head motion): the jaw drops with the
+    mouth, the pose code must not move, and the references of a window must not depend on how
+    open the window's own mouth is, or a dub inherits the source's speech through them."""
+    from preprocessing.synthetic.face import astronaut_template, template_rig
+
+    tpl, rig = astronaut_template(), template_rig()
+    openings = np.random.default_rng(0).uniform(0, 1, 120)
+    lm = np.stack([rig.move_points(tpl.landmarks, float(o)) for o in openings])
+    closed, wide = rig.move_points(tpl.landmarks, 0.0), rig.move_points(tpl.landmarks, 1.0)
+    assert np.abs(wide[8] - closed[8]).max() > 5                      # the chin drops
+    assert np.abs(pose_descriptor(wide) - pose_descriptor(closed)).max() < 1e-9
+    window = range(60, 65)
+    shut, open_ = lm.copy(), lm.copy()
+    shut[60:65], open_[60:65] = closed, wide
+    assert np.array_equal(select_references(shut, window, 5), select_references(open_, window, 5))
+
+
 def test_short_clips_fall_back_to_any_frame_outside_the_window():
     lm = np.random.default_rng(0).random((8, 68, 2))
     refs = select_references(lm, range(2, 7), 5)

@@ -152,6 +152,36 @@ def test_open_mouth_is_darker_than_closed_mouth() -> None:
     assert np.nanmean(lum[open_]) < np.nanmean(lum[shut]) - 20
 
 
+def test_whole_face_needs_every_landmark_inside_and_room_below_the_chin() -> None:
+    from preprocessing.synthetic.face import astronaut_template, whole_face
+
+    tpl = astronaut_template()
+    h, w = tpl.image.shape[:2]
+    lm = np.asarray(tpl.landmarks)
+    chin, jaw = float(lm[:, 1].max()), float(np.linalg.norm(lm[16] - lm[0]))
+    assert tpl.whole and whole_face(lm, h, w)
+    assert not whole_face(lm, int(chin), w)                    # the photo ends above the chin
+    assert not whole_face(lm, int(chin + 0.05 * jaw), w)       # no room for the jaw to drop
+    assert whole_face(lm, int(chin + 0.2 * jaw), w)
+    assert not whole_face(lm - [lm[:, 0].min() + 1, 0], h, w)  # a jaw point left of the photo
+
+
+def test_face_bank_marks_the_truncated_face_and_holds_out_whole_people_only() -> None:
+    from preprocessing.synthetic.face import people
+    from tests.fixtures.talking_shards import held_out_split
+
+    bank = people()
+    if len(bank) < 8:
+        pytest.skip("face bank not fetched (run `make setup`)")
+    assert {p.name: p.whole for p in bank if not p.whole} == {"tom_hanks": False}
+    train, test = held_out_split(6, 2)
+    held = {i % len(bank) for i in test}
+    assert all(bank[i].whole for i in held) and len(held) == 2
+    assert [bank[i].name for i in sorted(held)] == ["t1_4", "t1_5"]  # tests/learning names them
+    assert held.isdisjoint(i % len(bank) for i in train)
+    assert "tom_hanks" in {bank[i % len(bank)].name for i in train}  # trains, never measured
+
+
 def test_render_is_deterministic_under_seed() -> None:
     a, b = render_clip(7), render_clip(7)
     for field in ("frames", "audio", "mouth_open", "face_box", "landmarks"):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.data.augment import MIRROR_68, Augment, augment_window, mirror_landmarks
+from pipelines.data.augment import (
+    MIRROR_68,
+    Augment,
+    augment_window,
+    mirror_landmarks,
+    similarity,
+    warp_landmarks,
+)
 from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader
 from pipelines.train.config import TrainConfig
 from tests.fixtures.corpus import write_corpus
@@ -63,6 +70,48 @@ def test_a_mirrored_window_flips_frames_references_and_landmarks_together():
     assert out["audio"] is w["audio"]                                          # speech untouched
 
 
+def _dots(points: torch.Tensor, size: int) -> torch.Tensor:
+    """[3, size, size] in [-1, 1]: black, with a soft white dot on each point [P, 2] (fractions)."""
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    img = sum(torch.exp(-((xx - x * size) ** 2 + (yy - y * size) ** 2) / 2.0) for x, y in points.tolist())
+    return (img.clamp(0, 1) * 2 - 1).expand(3, size, size)
+
+
+def _centroids(img: torch.Tensor, near: torch.Tensor, size: int) -> torch.Tensor:
+    """Intensity centroid (fractions) of the image within 4 px of each point of near [P, 2]."""
+    w = (img[0] + 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    out = []
+    for x, y in (near * size).tolist():
+        m = w * (((xx - x) ** 2 + (yy - y) ** 2) < 16)
+        out.append([float((m * xx).sum() / m.sum()) / size, float((m * yy).sum() / m.sum()) / size])
+    return torch.tensor(out)
+
+
+def test_jitter_moves_landmarks_where_it_moves_the_pixels():
+    """Dots drawn at landmark positions end up where the warped landmarks say (< 0.3 px), for
+    frames and references alike, and audio is untouched."""
+    size = 64
+    points = torch.tensor([[0.3, 0.4], [0.7, 0.4], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
+    frame = _dots(points, size)
+    w = {"frames": frame.expand(5, 3, size, size).clone(), "references": frame.expand(3, 3, size, size).clone(),
+         "landmarks": points.expand(5, 5, 2).clone(), "audio": torch.randn(5, 10, 4)}
+    moved = 0.0
+    for seed in range(6):
+        out = augment_window(dict(w), Augment(jitter=0.15), np.random.default_rng(seed))
+        lm = out["landmarks"][0]
+        moved = max(moved, float((lm - points).norm(dim=-1).max()) * size)
+        for img in (out["frames"][2], out["references"][1]):
+            err = (_centroids(img, lm, size) - lm).norm(dim=-1).max() * size
+            assert err < 0.3, f"seed {seed}: a dot is {err:.2f} px from its warped landmark"
+        assert out["audio"] is w["audio"]
+    assert moved > 2.0                                                       # it does move things
+    ident = warp_landmarks(points, similarity(1.0, 0.0, 0.0, 0.0), size)
+    assert torch.allclose(ident, points, atol=1e-6)
+
+
 def test_recolouring_maps_frames_and_references_alike_and_sometimes_to_grey():
     w = _window()
     w["references"][0] = w["frames"][0]                        # one pixel-identical pair
@@ -84,6 +133,9 @@ def test_off_by_default_and_bad_settings_name_their_key():
         TrainConfig(augment_flip=1.5)
     with pytest.raises(ValueError, match="train.augment_colour"):
         TrainConfig(augment_colour=1.0)
+    with pytest.raises(ValueError, match="train.augment_jitter"):
+        TrainConfig(augment_jitter=0.5)
+    assert TrainConfig(augment_jitter=0.1).augment.active
 
 
 @pytest.fixture(scope="module")
