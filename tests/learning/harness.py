@@ -271,10 +271,11 @@ def opening(frames: np.ndarray, clip: TalkingClip, cfg) -> np.ndarray:
     mouth_opening`` of them minus the clip's closed-mouth value read the same way (the photo's
     smile shows teeth), clipped at 0.
 
-    Why the still context: dlib fits all 68 points at once, so on a dub it read the source's jaw
-    outside the mask, which drops with the source's own speech: a pasted still mouth measured on
-    the dubbed frames followed the source's opening with r 0.46-0.66. The composite also agrees
-    better with the rendered opening (0.90-0.997 vs 0.76-0.99 on the held-out clips)."""
+    Why the still context: dlib fits all 68 points at once, so on a dubbed frame it also fits the
+    source's jaw outside the mask, which moves with the source's own speech; read over one still
+    frame, every answer is read in the same context, and on the held-out clips' real frames the
+    reading agrees with the rendered opening at r 0.90-0.997 (0.76-0.99 on the frames as they
+    are; the low end is the turned head)."""
     from pipelines.metrics.mouth import mouth_opening
 
     box = np.repeat(clip.landmarks[still_frame(clip)][None], len(frames), 0)
