@@ -74,10 +74,9 @@ def whole_face(landmarks: np.ndarray, height: int, width: int, jaw_room: float =
     ``jaw_room`` x the jaw width below the lowest point for the jaw to drop into?
 
     Why: a truncated face cannot be animated or measured honestly. Tom Hanks's photo in the face
-    bank is a 112 px aligned crop that ends at his chin: dlib guesses five jaw points outside it,
-    the opening mouth is rendered into replicated border pixels (closed -> fully open changes his
-    aligned 64 px lower face by 2.6-2.9 grey levels on average, the other people's by 5-19), and
-    mouth measures on him read the guess."""
+    bank is a 112 px aligned crop that ends at his chin: dlib guesses five jaw points outside it
+    and the opening mouth is rendered into replicated border pixels (closed -> fully open changes
+    his aligned 64 px lower face by 2.6-2.9 grey levels on average, the other people's by 5-19)."""
     lm = np.asarray(landmarks, np.float64)
     jaw = float(np.linalg.norm(lm[16] - lm[0]))
     inside = (lm[:, 0] >= 0).all() and (lm[:, 0] < width).all() and (lm[:, 1] >= 0).all()
