@@ -328,7 +328,7 @@ def cross_pairs(clips: list[TalkingClip]) -> list[tuple[TalkingClip, TalkingClip
     face and not the other's passed unseen). The driving clip is played from its middle
     (``from_the_middle``): every clip starts in silence and pauses between its two sentences at
     about the same time, so a driving clip played from its start shares the source's rhythm and
-    the source's own mouth followed it (r 0.17-0.27 per pair; from the middle: -0.08 to -0.03)."""
+    the source's own mouth followed it (r 0.17-0.27 per pair; from the middle: -0.08 to 0.00)."""
     people = sorted({c.identity for c in clips})
     by = {p: [c for c in clips if c.identity == p] for p in people}
     pairs = []
