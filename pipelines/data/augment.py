@@ -19,15 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# iBUG-68 index of each point's mirror image (jaw, brows, nose, eyes, outer and inner lips)
-MIRROR_68 = np.array(
-    list(range(16, -1, -1))
-    + list(range(26, 21, -1)) + list(range(21, 16, -1))
-    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
-    + [64, 63, 62, 61, 60, 67, 66, 65]
-)
+from preprocessing.ibug68 import MIRROR_68
 
 
 @dataclass(frozen=True)

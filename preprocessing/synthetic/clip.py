@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from preprocessing.encode import encode_mp4
+from preprocessing.ibug68 import MIRROR_68
 from preprocessing.synthetic.face import (
-    MIRROR_68,
     FaceTemplate,
     grade_colours,
     mouth_palette,
