@@ -278,12 +278,13 @@ def opening(frames: np.ndarray, clip: TalkingClip, cfg) -> np.ndarray:
     are; the low end is the turned head)."""
     from pipelines.metrics.mouth import mouth_opening
 
-    box = np.repeat(clip.landmarks[still_frame(clip)][None], len(frames), 0)
+    def read(f: np.ndarray) -> np.ndarray:  # face box: the still frame's, for every frame
+        box = np.repeat(clip.landmarks[still_frame(clip)][None], len(f), 0)
+        return mouth_opening(dlib_landmarks(on_still(f, clip, cfg), box))
+
     if clip.key not in _REST:
-        silent = clip.mouth_open == 0
-        closed = dlib_landmarks(on_still(clip.frames[silent], clip, cfg), box[:1].repeat(silent.sum(), 0))
-        _REST[clip.key] = float(np.median(mouth_opening(closed)))
-    return np.clip(mouth_opening(dlib_landmarks(on_still(frames, clip, cfg), box)) - _REST[clip.key], 0, None)
+        _REST[clip.key] = float(np.median(read(clip.frames[clip.mouth_open == 0])))
+    return np.clip(read(frames) - _REST[clip.key], 0, None)
 
 
 def identity_distance(a: np.ndarray, b: np.ndarray, boxes_from: np.ndarray, every: int = 25) -> float:
@@ -360,10 +361,10 @@ def figures(tr: Trained) -> dict:
     cross = {a: {"cross_r": {}, "silence_ratio": {}} for a in ANSWERS}
     out = {a: {"psnr": [], "identity": []} for a in ANSWERS}
     source_r = {}
+    cfg = tr.settings.model
     for a, b in cross_pairs(clips):
         n = min(len(a.frames), len(b.frames))
         env = audio_envelope(b.audio, 25.0, n)
-        cfg = tr.settings.model
         source_r.setdefault(a.identity, []).append(mouth_activity(opening(a.frames[:n], a, cfg), env)["corr"])
         for ans in ANSWERS:
             act = mouth_activity(opening(generate(tr, ans, a, b.whisper), a, cfg), env)

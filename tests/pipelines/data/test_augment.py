@@ -70,10 +70,15 @@ def test_a_mirrored_window_flips_frames_references_and_landmarks_together():
     assert out["audio"] is w["audio"]                                          # speech untouched
 
 
+def _pixels(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) index of every pixel: two [size, size] float tensors."""
+    ramp = torch.arange(size, dtype=torch.float32)
+    return torch.meshgrid(ramp, ramp, indexing="ij")
+
+
 def _dots(points: torch.Tensor, size: int) -> torch.Tensor:
     """[3, size, size] in [-1, 1]: black, with a soft white dot on each point [P, 2] (fractions)."""
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = _pixels(size)
     img = sum(torch.exp(-((xx - x * size) ** 2 + (yy - y * size) ** 2) / 2.0) for x, y in points.tolist())
     return (img.clamp(0, 1) * 2 - 1).expand(3, size, size)
 
@@ -81,8 +86,7 @@ def _dots(points: torch.Tensor, size: int) -> torch.Tensor:
 def _centroids(img: torch.Tensor, near: torch.Tensor, size: int) -> torch.Tensor:
     """Intensity centroid (fractions) of the image within 4 px of each point of near [P, 2]."""
     w = (img[0] + 1) / 2
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = _pixels(size)
     out = []
     for x, y in (near * size).tolist():
         m = w * (((xx - x) ** 2 + (yy - y) ** 2) < 16)
