@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from preprocessing.ibug68 import MIRROR_68
 
@@ -71,8 +72,6 @@ def similarity(scale: float, angle: float, shift_x: float, shift_y: float) -> to
 
 def warp_images(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """images [N, 3, S, S] sampled through theta [2, 3] (output -> input), borders replicated."""
-    import torch.nn.functional as F
-
     grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
