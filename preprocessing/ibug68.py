@@ -16,4 +16,3 @@ MIRROR_68 = np.array(
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips 48-59
     + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips 60-67
 )
-MIRROR_68.setflags(write=False)
