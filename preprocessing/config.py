@@ -110,12 +110,16 @@ class ReferenceConfig:
     exclude_radius: int = 5      # frames within this distance of the target window are never used
     pose_fraction: float = 0.5   # keep this fraction of candidates closest in pose (at least K)
     spread: str = "openness"     # "openness": quantiles of mouth aspect ratio; "random": uniform
+    pose_tolerance: float = 0.05  # pose codes closer than this (inter-ocular units) count as one pose:
+                                  # below landmark noise, where ranking picks by the jaw's pull on the crop
 
     def __post_init__(self):
         if self.spread not in ("openness", "random"):
             raise ValueError(f"spread={self.spread!r}: choose 'openness' or 'random'")
         if not 0.0 < self.pose_fraction <= 1.0:
             raise ValueError(f"pose_fraction={self.pose_fraction!r}: must be in (0, 1]")
+        if self.pose_tolerance < 0:
+            raise ValueError(f"pose_tolerance={self.pose_tolerance!r}: must be >= 0")
         if self.exclude_radius < 0:
             raise ValueError(f"exclude_radius={self.exclude_radius!r}: must be >= 0")
 

@@ -55,6 +55,7 @@ class TrainConfig:
     reference_spread: str = ReferenceConfig.spread            # preprocessing.references, "random"
     reference_exclude_radius: int = ReferenceConfig.exclude_radius
     reference_pose_fraction: float = ReferenceConfig.pose_fraction
+    reference_pose_tolerance: float = ReferenceConfig.pose_tolerance
     augment_flip: float = 0.0           # P(mirror a training window); pipelines.data.augment
     augment_colour: float = 0.0         # per-window recolouring strength in [0, 1); 0 = off
     augment_jitter: float = 0.0         # per-window scale/rotation/shift strength in [0, 0.5); 0 = off
@@ -100,7 +101,7 @@ class TrainConfig:
     def reference(self) -> ReferenceConfig:
         """How the loader picks the K reference frames of each window."""
         return ReferenceConfig(self.reference_exclude_radius, self.reference_pose_fraction,
-                               self.reference_spread)
+                               self.reference_spread, self.reference_pose_tolerance)
 
     @property
     def augment(self) -> Augment:
