@@ -112,3 +112,5 @@ def test_short_clips_fall_back_to_any_frame_outside_the_window():
         select_references(lm, range(0, 8), 2)
     with pytest.raises(ValueError, match="spread='x'"):
         ReferenceConfig(spread="x")
+    with pytest.raises(ValueError, match="pose_tolerance=-0.1"):
+        ReferenceConfig(pose_tolerance=-0.1)
