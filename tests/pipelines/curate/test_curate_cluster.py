@@ -4,7 +4,6 @@ local Ray cluster (``ray start --head`` on 127.0.0.1, token auth, then ``--addre
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,32 +20,10 @@ from pipelines.train.engines import free_ports
 from preprocessing.synthetic.corpus import generate_corpus, write_bad_inputs
 from tests.conftest import REPO
 from tests.fixtures import curate_standins as standins
+from tests.fixtures.ray_cluster import RAY, kill_processes_with, ray_env
 from tests.fixtures.whisper import ALLOW_RANDOM_SET
 
 pytestmark = pytest.mark.slow
-RAY = Path(sys.executable).with_name("ray")
-
-
-def ray_env() -> dict[str, str]:
-    """Token auth as a user of a shared cluster has it, but from the env: ~/.ray stays untouched."""
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_hex(16), "PYTHONPATH": str(REPO)}
-
-
-def kill_ray_processes(temp_dir: str) -> None:
-    """End the Ray processes this test started (they carry its unique temp dir), by pid."""
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (pid_dir / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if temp_dir in cmdline and int(pid_dir.name) != os.getpid():
-            try:
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def driver(out: Path, inputs: Path, env: dict, *extra: str) -> list[str]:
@@ -77,7 +54,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         assert proc.poll() is None, "the driver finished before it could be killed"
         proc.send_signal(signal.SIGKILL)  # mid-run: one shard committed, videos and writes in flight
         proc.wait()
-        kill_ray_processes(tmp_a)
+        kill_processes_with(tmp_a)
         committed_before = len(list(out.glob("shards/*/*.done.json")))
         assert 1 <= committed_before < len(list((tmp_path / "ref").glob("shards/*/*.done.json")))
 
@@ -87,7 +64,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         assert "already done" in rerun.stdout
     finally:
         for d in (ref_dir, tmp_a, tmp_b):
-            kill_ray_processes(d)
+            kill_processes_with(d)
 
     keys, ref_keys = sample_keys(out), sample_keys(tmp_path / "ref")
     assert len(keys) == len(set(keys)) and set(keys) == set(ref_keys) and len(ref_keys) == 24
@@ -121,6 +98,6 @@ def test_cli_job_runs_on_a_started_local_ray_cluster(tmp_path):
         assert "Started a local Ray instance" not in run.stderr
         assert "4 inputs" in run.stdout and "2 accepted" in run.stdout, run.stdout
     finally:
-        kill_ray_processes(temp_dir)
+        kill_processes_with(temp_dir)
     inputs = pd.read_parquet(tmp_path / "ds/index/inputs.parquet")
     assert len(sample_keys(tmp_path / "ds")) == inputs["clips"].sum() >= 2

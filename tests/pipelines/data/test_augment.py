@@ -17,11 +17,9 @@ from pipelines.data.augment import (
     similarity,
     warp_landmarks,
 )
-from pipelines.data.loader import WindowSpec, build_train_loader, build_val_loader
+from pipelines.data.loader import build_train_loader, build_val_loader
 from pipelines.train.config import TrainConfig
-from tests.fixtures.corpus import write_corpus
-
-SPEC = WindowSpec(frames=5, references=3, image_size=32, audio_context=2, audio_dim=384)
+from tests.fixtures.corpus import SPEC, write_corpus
 
 
 def test_mirror_table_is_a_permutation_that_undoes_itself():

@@ -10,7 +10,6 @@ import torch
 from iptalker_model.batch import check_batch
 from pipelines.data import shards as contract
 from pipelines.data.loader import (
-    WindowSpec,
     build_train_loader,
     build_val_loader,
     has_split,
@@ -18,11 +17,7 @@ from pipelines.data.loader import (
 )
 from pipelines.data.storage import Storage
 from pipelines.errors import UserError
-from tests.fixtures.corpus import write_corpus
-
-SPEC = WindowSpec(frames=5, references=3, image_size=32, audio_context=2, audio_dim=384)
-
-
+from tests.fixtures.corpus import SPEC, write_corpus
 
 
 @pytest.fixture(scope="module")
