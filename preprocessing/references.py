@@ -63,9 +63,10 @@ def select_references(landmarks: np.ndarray, target: np.ndarray | range | int, k
     window, and in an aligned crop the pose code moves a little with the jaw (ranking by pose
     differences that small picked frames as open as the window's). Cut after them, the
     references' mean opening moved with the window's by -0.18 to +0.13 per unit on the learning
-    corpus and by +0.51 to +0.58 on its turned head; cut before, by -0.07 to -0.02 everywhere. A
-    dub inherited the source's own speech through such references, and training taught the model
-    to read the opening there instead of from the audio.
+    corpus and by +0.51 to +0.58 on its turned head; cut before, by -0.07 to -0.02 on every clip.
+    The model takes the mouth's opening from references that carry one, so a dub inherited the
+    source's own speech through them: on that turned head, under another clip's audio, the same
+    weights followed the audio at r 0.36-0.39 with the old references and 0.75-0.78 with these.
     """
     cfg = cfg or ReferenceConfig()
     n = len(landmarks)

@@ -84,12 +84,12 @@ def _carried(lm: np.ndarray, rng=None) -> float:
 
 @pytest.mark.parametrize("pull", ["none", "roll", "squash"])
 def test_references_do_not_carry_the_windows_own_opening(clip, pull):
-    """Every window of a talking clip: the references' openness must not follow the window's.
-    Two ways it did: the excluded neighbours open and close with the window (bins cut without
-    them moved against it: -0.17 per unit here with the roll), and in an aligned crop the pose code
-    moves a little with the jaw (a roll or a squash of the face as the mouth opens, as on a turned
-    head), so "the closest pose" meant "as open" (+0.21 with the squash; +0.51 to +0.58 on the
-    turned head of the learning corpus)."""
+    """Every window of a talking clip: the references' openness must not follow the window's,
+    also when the pose code moves a little with the jaw (a roll or a squash of the face as the
+    mouth opens, as an aligned crop of a turned head has it). The selector that cut its openness
+    bins after excluding the window's neighbours (which open and close with it) and after ranking
+    by pose: -0.17 per unit here with the roll, +0.21 with the squash (and +0.51 to +0.58 on the
+    turned head of the learning corpus); this one: -0.09 to +0.01."""
     lm = clip.landmarks.astype(np.float64)
     mar = mouth_aspect_ratio(lm)
     o = (mar - mar.min()) / (mar.max() - mar.min())                   # [T] 0 closed .. 1 widest
