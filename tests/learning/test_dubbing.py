@@ -53,8 +53,8 @@ def _person(figs, index: int) -> str:
 @pytest.mark.parametrize("index", PEOPLE)
 def test_mouth_follows_another_clips_audio(figs, index):
     """Per held-out person: its clips dubbed with the other person's audio (played from its
-    middle, so the source's own mouth does not follow it: r -0.05 to -0.02). The model: r 0.75-0.84
-    over seeds 0 / 1 / 2 / 1234; the lazy answers -0.16 to 0.06."""
+    middle, so the source's own mouth does not follow it: r -0.05 to -0.02). The model: r 0.74-0.84
+    over seeds 0-4 and 1234; the lazy answers -0.16 to 0.06."""
     person = _person(figs, index)
     assert figs["source_own_mouth_vs_driving_r"][person] < 0.2   # the source alone does not sync
     for lazy in LAZY:
@@ -66,7 +66,7 @@ def test_mouth_follows_another_clips_audio(figs, index):
 def test_mouth_closes_in_silence(figs, index):
     """Per held-out person: opening over the driving audio's silences < half of that over its
     speech, and clearly lower than every lazy answer's ratio on the same pairs (they sit at
-    0.86-1.50; the model at 0.05-0.25 over seeds 0 / 1 / 2 / 1234)."""
+    0.86-1.50; the model at 0.04-0.29 over seeds 0-4 and 1234)."""
     person = _person(figs, index)
     ratio = figs["model"]["silence_ratio"][person]
     assert ratio < 0.5, (person, figs["model"])
@@ -77,7 +77,7 @@ def test_mouth_closes_in_silence(figs, index):
 def test_mouth_psnr_beats_the_lazy_answers(figs):
     """Own audio: the real mouth is the target, so the untouched source is the answer key, not a
     baseline; every other lazy answer must trail the model by >= 1.5 dB. Margins over the best
-    lazy answer, seeds 0 / 1 / 2 / 1234 of the recipe: +4.1 / +4.3 / +4.2 / +4.6 dB (README)."""
+    lazy answer, seeds 0-4 and 1234 of the recipe: +4.1 to +4.6 dB (README)."""
     ours = figs["model"]["psnr"]
     for lazy in ("untrained", "mean_reference", "copy_reference"):
         assert ours >= figs[lazy]["psnr"] + 1.5, (lazy, ours, figs[lazy]["psnr"])
@@ -91,8 +91,8 @@ def test_identity_is_kept(figs):
 
 def test_syncnet_is_an_expert_on_held_out_faces(trained):
     """The offset search (what LSE and the dub report use) finds every shift on every held-out
-    clip, for every seed measured (untrained: 5-41 %), and the per-window accuracy on 512 held-out
-    windows (in sync vs shifted) reaches the target 0.85: 0.856-0.88 over seeds 0 / 1 / 2 / 1234
+    clip, for every seed measured (untrained: 0-41 %), and the per-window accuracy on 512 held-out
+    windows (in sync vs shifted) reaches the target 0.85: 0.856-0.886 over seeds 0-4 and 1234
     on two machines with the recipe's jitter, 0.83 without it (the untrained network: 0.50)."""
     s = syncnet_figures(trained)
     print("syncnet figures:", s)
