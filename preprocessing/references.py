@@ -90,8 +90,7 @@ def select_references(landmarks: np.ndarray, target: np.ndarray | range | int, k
     pose = pose_descriptor(landmarks)                                     # [T, P]
     distance = np.linalg.norm(pose - pose[window].mean(0), axis=-1)       # [T]
     keep = max(k, int(np.ceil(cfg.pose_fraction * len(candidates))))
-    usable = far & (distance <= max(np.sort(distance[candidates])[keep - 1], cfg.pose_tolerance))
-    pool = idx[usable]                                                    # >= K frames
+    usable = far & (distance <= max(np.sort(distance[candidates])[keep - 1], cfg.pose_tolerance))  # >= K
     order = idx[outside]
     order = order[np.argsort(mar[order], kind="stable")]
     taken = np.zeros(n, bool)
@@ -100,7 +99,7 @@ def select_references(landmarks: np.ndarray, target: np.ndarray | range | int, k
         centre = float(np.median(mar[b]))
         members = b[usable[b] & ~taken[b]]
         if len(members) == 0:  # no frame of the bin is usable: the usable frames nearest its opening
-            free = pool[~taken[pool]]
+            free = idx[usable & ~taken]
             members = free[np.argsort(np.abs(mar[free] - centre), kind="stable")[:len(b)]]
         if rng is None:
             chosen = members[int(np.argmin(np.abs(mar[members] - centre)))]
